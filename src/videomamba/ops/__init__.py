@@ -1,0 +1,1 @@
+"""Compute kernels: the selective scan (reference, PyTorch, Triton) and its dispatcher."""

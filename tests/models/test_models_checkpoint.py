@@ -149,6 +149,18 @@ def test_head_of_other_class_count_is_dropped_and_said(caplog):
     assert torch.equal(model.layers[1].mixer.A_log, state["layers.1.mixer.A_log"])
 
 
+def test_backbone_only_checkpoint_keeps_the_fresh_head_and_says_so(caplog):
+    model = tiny_video()
+    head_before = model.head.weight.clone()
+    state = {k: v for k, v in official_state(OFFICIAL_VIDEO_KEYS).items() if not k.startswith("head.")}
+    with caplog.at_level(logging.INFO, logger="videomamba.models.checkpoint"):
+        report = load_state_dict_into(model, state, "backbone.pth")
+    assert "has no classification head" in caplog.text
+    assert set(report.kept_from_model) >= {"head.weight", "head.bias"}
+    assert torch.equal(model.head.weight, head_before)
+    assert torch.equal(model.layers[1].mixer.A_log, state["layers.1.mixer.A_log"])
+
+
 def test_pos_embed_resize_keeps_values_when_sizes_are_equal():
     pos = torch.randn(1, 1 + 14 * 14, 8)
     assert resize_pos_embed(pos, 14) is pos

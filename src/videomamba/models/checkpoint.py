@@ -223,6 +223,12 @@ def _drop_pretraining_extras(state: dict, target: dict, report: LoadReport, sour
 
 def _fit_head(state: dict, target: dict, report: LoadReport, source: str) -> None:
     if "head.weight" not in state:
+        # A backbone-only checkpoint (masked pretraining, feature extractors): the head starts fresh.
+        fresh = [k for k in ("head.weight", "head.bias") if k in target]
+        if fresh:
+            report.kept_from_model += fresh
+            report.note(f"{source}: has no classification head; the model's "
+                        f"{target['head.weight'].shape[0]}-class head keeps its fresh initialisation")
         return
     old = state["head.weight"].shape[0]
     new = target["head.weight"].shape[0] if "head.weight" in target else 0

@@ -8,8 +8,9 @@
 - ``mamba_ssm``: ``mamba_ssm.ops.selective_scan_interface.selective_scan_fn`` when installed.
 
 ``auto`` takes the process-wide default (:func:`set_default_backend` or the environment variable
-``VIDEOMAMBA_SCAN_BACKEND``) if one is set, else ``triton`` for CUDA tensors when it is available,
-else ``torch``.
+``VIDEOMAMBA_SCAN_BACKEND``) if one is set, else the fastest available for the tensor's device:
+on CUDA ``mamba_ssm`` when installed (our Triton kernels still measure about 2x slower than it,
+see docs/benchmarks.md), then ``triton``; elsewhere ``torch``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
 }
 # backends that only take CUDA tensors
 _CUDA_ONLY = {"triton", "mamba_ssm"}
+# what `auto` tries on CUDA, fastest first as measured (docs/benchmarks.md, GPU section)
+_CUDA_PREFERENCE = ("mamba_ssm", "triton")
 
 _default: str | None = None
 _auto_logged: set[tuple[str, str]] = set()
@@ -101,11 +104,13 @@ def _choose(u: Tensor) -> str:
     if chosen is None:
         chosen = "torch"
         if u.is_cuda:
-            try:
-                _load("triton")
-                chosen = "triton"
-            except BackendUnavailableError:
-                pass
+            for name in _CUDA_PREFERENCE:
+                try:
+                    _load(name)
+                except BackendUnavailableError:
+                    continue
+                chosen = name
+                break
     key = (chosen, u.device.type)
     if key not in _auto_logged:
         _auto_logged.add(key)

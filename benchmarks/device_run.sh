@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# What we send to the lent GPU machine (docs/kernels.md tells the runs). From the repo root there:
+#   bash benchmarks/device_run.sh scan    # starts the mamba_ssm build (background, sm_90 only),
+#                                         # tunes our kernels, gpu tests, model benchmark (ours, ViT)
+#   bash benchmarks/device_run.sh final   # same machine, right after: scan table with the official
+#                                         # kernel, official model benchmark and parity
+# Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
+set -u
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+START=$(date +%s)
+elapsed() { echo $(( $(date +%s) - START )); }
+
+build_official() {  # sm_90 only; wheels in /tmp/wheels, then installed
+  rm -rf /tmp/build /tmp/wheels && mkdir -p /tmp/build /tmp/wheels && cd /tmp/build || exit 1
+  for f in "$1"/.devcarry/causal_conv1d-*.tar.gz "$1"/.devcarry/mamba_ssm-*.tar.gz; do tar xzf "$f"; done
+  for d in causal_conv1d-* mamba_ssm-*; do
+    python3 - "$d/setup.py" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+hook = "    # HACK: The compiler flag -D_GLIBCXX_USE_CXX11_ABI"
+assert hook in s, p
+s = s.replace(hook, "    cc_flag = [f for f in cc_flag if f.startswith('-D')] + ['-gencode', 'arch=compute_90,code=sm_90']\n" + hook, 1)
+open(p, "w").write(s)
+PY
+  done
+  export MAMBA_FORCE_BUILD=TRUE CAUSAL_CONV1D_FORCE_BUILD=TRUE TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=14
+  for d in causal_conv1d-* mamba_ssm-*; do
+    (cd "$d" && python3 -m pip wheel -q --no-build-isolation --no-deps --no-index -w /tmp/wheels .) || exit 1
+  done
+  python3 -m pip install -q --no-deps --no-index /tmp/wheels/*.whl && touch /tmp/build.ok
+}
+
+case "${1:-scan}" in
+build)
+  build_official "$PWD"
+  ;;
+scan)
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.version.cuda)" | tee -a "$OUT/device.txt"
+  (setsid bash "$0" build > /tmp/build.log 2>&1 &)
+  timeout 170 python3 benchmarks/scan.py --sweep --backends triton --lengths 6273 --check-lengths 0 \
+      --out "$OUT/scan_sweep.json" 2>&1 | tee "$OUT/scan_sweep.log" | tail -3
+  python3 -c "import json;print(json.load(open('$OUT/scan_sweep.json'))['sweep']['best'])" > /tmp/best_seq \
+      || echo "64,8,16,4096" > /tmp/best_seq
+  export VIDEOMAMBA_SEQ_CONFIG=$(cat /tmp/best_seq)
+  echo "sweep done at $(elapsed)s, best $VIDEOMAMBA_SEQ_CONFIG"
+  timeout 170 python3 -m pytest tests/ops/test_triton_scan.py tests/ops/test_triton_bidir.py -m gpu -q \
+      --tb=line -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
+  echo "tests done at $(elapsed)s"; tail -4 "$OUT/gpu_tests.log"
+  timeout $(( 585 - $(elapsed) )) python3 benchmarks/model.py --models ours,vit_sdpa \
+      --out "$OUT/model_ours.json" 2>&1 | tail -12
+  ;;
+final)
+  export VIDEOMAMBA_SEQ_CONFIG=$(cat /tmp/best_seq 2>/dev/null || echo 64,8,16,4096)
+  while [ ! -f /tmp/build.ok ] && [ "$(elapsed)" -lt 240 ] && pgrep -f "device_run.sh build" >/dev/null; do sleep 5; done
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -3 /tmp/build.log
+  BACKENDS=triton,triton_chunk,torch,sdpa; [ -f /tmp/build.ok ] && BACKENDS=triton,triton_chunk,mamba_ssm,torch,sdpa
+  timeout 240 python3 benchmarks/scan.py --backends $BACKENDS --out "$OUT/scan.json" 2>&1 | tail -9
+  echo "scan done at $(elapsed)s"
+  [ -f /tmp/build.ok ] && timeout $(( 590 - $(elapsed) )) python3 benchmarks/model.py \
+      --models official --out "$OUT/model_official.json" 2>&1 | tail -12
+  ;;
+quick)  # what fits a few minutes: our kernels vs SDPA, reference check, gpu tests, model (ours, ViT)
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+  timeout 100 python3 benchmarks/scan.py --backends triton,triton_chunk,sdpa --out "$OUT/scan.json" 2>&1 | tee "$OUT/scan.log" | tail -7
+  echo "scan done at $(elapsed)s"
+  timeout 60 python3 -m pytest tests/ops/test_triton_scan.py tests/ops/test_triton_bidir.py -m gpu -q \
+      -k "(bf16 and all) or bidirectional or (rev and seq)" --tb=line -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
+  echo "tests done at $(elapsed)s"; tail -3 "$OUT/gpu_tests.log"
+  timeout $(( ${QUICK_LIMIT:-230} - $(elapsed) )) python3 benchmarks/model.py --models ours,vit_sdpa \
+      --out "$OUT/model.json" 2>&1 | tail -12
+  ;;
+esac
+echo "total $(elapsed)s"

@@ -1,0 +1,248 @@
+"""Whole-model benchmark (GPU): VideoMamba-S (ours, Triton scan), the official VideoMamba-S (its
+own model code on mamba_ssm / causal_conv1d, when importable) and a joint space-time ViT-S with
+``scaled_dot_product_attention``, side by side: bf16 autocast, batch 8, 224 px.
+
+Inference: clips/s and peak memory at 8/16/32/64 frames. Training (forward, backward, AdamW
+step): clips/s and peak memory at 8/16 frames. Before timing, ours is loaded with the official
+model's weights and both are run on the same clip in float32 to check they compute the same.
+
+    python benchmarks/model.py --out model.json [--official-dir .devcarry/official]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BATCH, IMG = 8, 224
+
+
+class JointAttentionViT(nn.Module):
+    """ViT over all space-time patches jointly (1 + T*196 tokens), pre-norm blocks with SDPA."""
+
+    def __init__(self, dim: int = 384, depth: int = 12, frames: int = 8, classes: int = 400):
+        super().__init__()
+        heads = dim // 64
+        self.patch = nn.Conv3d(3, dim, (1, 16, 16), (1, 16, 16))
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = nn.Parameter(torch.zeros(1, 1 + frames * (IMG // 16) ** 2, dim))
+        self.blocks = nn.ModuleList(_Block(dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):  # (B, 3, T, H, W)
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x[:, 0]))
+
+
+class _Block(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(
+            2, 0, 3, 1, 4)
+        x = x + self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+        return x + self.mlp(self.norm2(x))
+
+
+def build(name: str, frames: int, official_dir: str | None) -> nn.Module:
+    if name == "ours":
+        from videomamba import create_model
+
+        return create_model("videomamba_small", num_frames=frames, num_classes=400,
+                            scan_backend="triton")
+    if name == "official":
+        sys.path.insert(0, official_dir)
+        import videomamba_official
+
+        return videomamba_official.videomamba_small(num_frames=frames, num_classes=400)
+    if name == "vit_sdpa":
+        return JointAttentionViT(frames=frames)
+    raise ValueError(name)
+
+
+def cuda_median_ms(fn, warmup: int, iters: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def measure_inference(model: nn.Module, frames: int) -> dict:
+    clip = torch.randn(BATCH, 3, frames, IMG, IMG, device="cuda")
+
+    @torch.no_grad()
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            model(clip)
+
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    ms = cuda_median_ms(step, warmup=2, iters=8 if frames <= 16 else 4)
+    return {"clips_per_s": BATCH / ms * 1e3, "ms": ms, "peak_gib": peak}
+
+
+def measure_training(model: nn.Module, frames: int) -> dict:
+    clip = torch.randn(BATCH, 3, frames, IMG, IMG, device="cuda")
+    labels = torch.randint(0, 400, (BATCH,), device="cuda")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(clip).float(), labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    ms = cuda_median_ms(step, warmup=1, iters=4)
+    return {"clips_per_s": BATCH / ms * 1e3, "ms": ms, "peak_gib": peak}
+
+
+def parity(official_dir: str) -> dict:
+    """Ours with the official model's weights (strict load) against the official model, float32,
+    same clip: relative error of the logits."""
+    torch.manual_seed(0)
+    official = build("official", 8, official_dir).cuda().eval()
+    ours = build("ours", 8, None).cuda().eval()
+    ours.load_state_dict(official.state_dict(), strict=True)
+    clip = torch.randn(2, 3, 8, IMG, IMG, device="cuda")
+    with torch.no_grad():
+        a, b = ours(clip).float(), official(clip).float()
+    return {"logits_rel_err": ((a - b).norm() / b.norm()).item(),
+            "max_abs": (a - b).abs().max().item()}
+
+
+def plot(json_path: str, png: str) -> None:
+    """Inference clips/s against frames for every model in a result file, written to ``png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(json_path) as fh:
+        report = json.load(fh)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    labels = {"ours": "VideoMamba-S (ours, Triton scan)", "official": "VideoMamba-S (official)",
+              "vit_sdpa": "ViT-S joint space-time (SDPA)"}
+    for name, res in report["results"].items():
+        pts = sorted((int(f), r["clips_per_s"]) for f, r in res["inference"].items()
+                     if "clips_per_s" in r)
+        ax.plot(*zip(*pts), marker="o", label=labels.get(name, name))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("frames (224 px, batch 8, bf16 autocast)")
+    ax.set_ylabel("inference clips/s")
+    ax.set_title(report["device"])
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = png + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, png)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="model.json")
+    parser.add_argument("--models", default="ours,official,vit_sdpa")
+    parser.add_argument("--frames", default="8,16,32,64")
+    parser.add_argument("--train-frames", default="8,16")
+    parser.add_argument("--official-dir", default=os.path.abspath(".devcarry/official"))
+    parser.add_argument("--plot", metavar="JSON", help="no benchmark: plot this result into --png")
+    parser.add_argument("--png", default="docs/benchmarks/gpu_model.png")
+    args = parser.parse_args()
+    if args.plot:
+        plot(args.plot, args.png)
+        return 0
+    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+              "batch": BATCH, "img": IMG, "dtype": "bf16 autocast", "results": {}}
+    models = args.models.split(",")
+    if "official" in models:
+        try:
+            report["parity_fp32_8f"] = parity(args.official_dir)
+            print("parity", report["parity_fp32_8f"], flush=True)
+        except Exception as err:  # the official stack may not import on this machine
+            report["official_error"] = repr(err)[:500]
+            print("official model unavailable:", report["official_error"], flush=True)
+            models.remove("official")
+    for name in models:
+        report["results"][name] = {"inference": {}, "training": {}}
+    for phase, frame_list in (("inference", args.frames), ("training", args.train_frames)):
+        for frames in (int(f) for f in frame_list.split(",")):
+            for name in models:  # models side by side at each size, saved as we go
+                torch.cuda.empty_cache()
+                model = None
+                try:
+                    model = build(name, frames, args.official_dir).cuda()
+                    model.train(phase == "training")
+                    fn = measure_inference if phase == "inference" else measure_training
+                    result = fn(model, frames)
+                except Exception as err:
+                    result = {"error": repr(err)[:300]}
+                del model
+                report["results"][name][phase][frames] = result
+                print(name, phase, frames, result, flush=True)
+                write_json(report, args.out)
+    print_table(report)
+    return 0
+
+
+def write_json(report: dict, path: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(report, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def print_table(report: dict) -> None:
+    names = list(report["results"])
+    print(f"\n{report['device']}, batch {BATCH}, {IMG}px, bf16 autocast: clips/s (peak GiB)")
+    print(" | ".join(["phase", "frames"] + names))
+    for phase in ("inference", "training"):
+        frames = sorted({f for n in names for f in report["results"][n][phase]})
+        for f in frames:
+            cells = [phase, str(f)]
+            for n in names:
+                r = report["results"][n][phase].get(f, {})
+                cells.append(f"{r['clips_per_s']:.1f} ({r['peak_gib']:.2f})" if "clips_per_s" in r
+                             else "error")
+            print(" | ".join(cells))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""Selective-scan kernel benchmark (GPU): ours (Triton), the ``torch`` path, the official CUDA
+kernel (``mamba_ssm``, when installed) and SDPA attention over the same tokens, side by side.
+
+Problem: B=8, D=768 (VideoMamba-S's d_inner), N=16, bf16 u/delta/z/B/C, float32 A/D/delta_bias,
+softplus on, at L in {1569, 3137, 6273, 12545} (1 + 196*T tokens for T = 8..64 frames). Each time
+is the median of ``triton.testing.do_bench``; beside it the memory floor: the bytes a kernel must
+move (inputs read once, outputs written once) over the copy bandwidth measured at the start.
+
+    python benchmarks/scan.py --out scan.json [--sweep] [--backends triton,torch,mamba_ssm,sdpa]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+LENGTHS = (1569, 3137, 6273, 12545)
+BATCH, CHANNELS, N_STATE = 8, 768, 16
+# segmented sequential kernels: "fwd BLOCK_D, bwd BLOCK_D, SUB, target programs"
+SEQ_SWEEP = ["64,8,16,4096", "32,8,16,4096", "128,8,16,4096", "64,8,16,2048", "64,8,16,8192",
+             "64,16,16,4096", "64,4,16,4096", "64,8,32,4096"]
+CHUNK_CONFIG = {"fwd": "4,64,4", "bwd": "4,64,4"}  # best of the chunked kernels' sweep (run 1)
+
+
+def bench_ms(fn) -> float:
+    from triton.testing import do_bench
+
+    return float(do_bench(fn, warmup=25, rep=150, return_mode="median"))
+
+
+def copy_bandwidth_gbs() -> float:
+    """Device-to-device copy of 1 GiB: (bytes read + bytes written) / time."""
+    src = torch.randn(256 * 1024 * 1024, device="cuda")
+    dst = torch.empty_like(src)
+    ms = bench_ms(lambda: dst.copy_(src))
+    return 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
+
+
+def make_inputs(length: int, grad: bool, seed: int = 0) -> dict:
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+
+    def rand(*shape, scale=1.0, dtype=torch.bfloat16):
+        t = torch.randn(*shape, generator=gen, device="cuda") * scale
+        return t.to(dtype).requires_grad_(grad)
+
+    A = (-torch.exp(torch.log(torch.arange(1, N_STATE + 1, device="cuda").float()))
+         .repeat(CHANNELS, 1) * (1 + 0.1 * torch.rand(CHANNELS, N_STATE, generator=gen, device="cuda")))
+    return {
+        "u": rand(BATCH, CHANNELS, length), "delta": rand(BATCH, CHANNELS, length, scale=0.5),
+        "A": A.requires_grad_(grad), "B": rand(BATCH, N_STATE, length),
+        "C": rand(BATCH, N_STATE, length), "D": rand(CHANNELS, dtype=torch.float32),
+        "z": rand(BATCH, CHANNELS, length),
+        "delta_bias": (torch.rand(CHANNELS, generator=gen, device="cuda") * -4 - 1).requires_grad_(grad),
+    }
+
+
+def floor_bytes(length: int) -> dict:
+    """Fewest bytes: forward reads u, delta, z, B, C and writes y (bf16); backward reads those and
+    dy and writes du, ddelta, dz, dB, dC."""
+    big = BATCH * CHANNELS * length * 2
+    small = BATCH * N_STATE * length * 2
+    fwd = 4 * big + 2 * small
+    bwd = 4 * big + 2 * small + 3 * big + 2 * small
+    return {"fwd": fwd, "fwd_bwd": fwd + bwd}
+
+
+def scan_fn(backend: str):
+    os.environ["VIDEOMAMBA_SCAN_ALGO"] = "chunk" if backend == "triton_chunk" else "seq"
+    if backend in ("triton", "triton_chunk"):
+        from videomamba.ops.selective_scan.triton_op import selective_scan_triton
+
+        return selective_scan_triton
+    if backend == "torch":
+        from videomamba.ops.selective_scan.torch_chunked import selective_scan_torch
+
+        return selective_scan_torch
+    if backend == "mamba_ssm":
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+        return selective_scan_fn
+    raise ValueError(backend)
+
+
+def time_scan(backend: str, length: int) -> dict:
+    fn = scan_fn(backend)
+    x = make_inputs(length, grad=True)
+    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
+    with torch.no_grad():
+        fwd = bench_ms(lambda: fn(*args))
+    dy = torch.randn_like(x["u"])
+    leaves = [x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+
+    def fwd_bwd():
+        for t in leaves:
+            t.grad = None
+        fn(*args).backward(dy)
+
+    both = bench_ms(fwd_bwd)
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fwd_bwd()
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    return {"fwd_ms": fwd, "fwd_bwd_ms": both, "peak_extra_mib": peak}
+
+
+def time_sdpa(length: int) -> dict:
+    """Joint attention over the same tokens: 12 heads of 64 (d=768), bf16, flash path."""
+    q, k, v = (torch.randn(BATCH, CHANNELS // 64, length, 64, device="cuda", dtype=torch.bfloat16,
+                           requires_grad=True) for _ in range(3))
+    with torch.no_grad():
+        fwd = bench_ms(lambda: F.scaled_dot_product_attention(q, k, v))
+    do = torch.randn_like(q)
+
+    def fwd_bwd():
+        for t in (q, k, v):
+            t.grad = None
+        F.scaled_dot_product_attention(q, k, v).backward(do)
+
+    return {"fwd_ms": fwd, "fwd_bwd_ms": bench_ms(fwd_bwd)}
+
+
+def cross_check(length: int, backends: list[str]) -> dict:
+    """Each backend against the sequential reference (float32 on the same bf16 inputs):
+    relative errors of y and of every gradient."""
+    from videomamba.ops.selective_scan.ref import selective_scan_ref
+
+    runs = {}
+    for name in ["ref"] + backends:
+        fn = selective_scan_ref if name == "ref" else scan_fn(name)
+        x = make_inputs(length, grad=True, seed=7)
+        y = fn(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
+        y.float().square().mean().backward()
+        runs[name] = (y, {k: v.grad for k, v in x.items()})
+    rel = lambda a, b: ((a.float() - b.float()).norm() / b.float().norm()).item()  # noqa: E731
+    y_ref, g_ref = runs.pop("ref")
+    return {name: {"y": rel(y, y_ref), **{"d" + k: rel(g[k], g_ref[k]) for k in g}}
+            for name, (y, g) in runs.items()}
+
+
+def sweep(length: int) -> dict:
+    """Time the segmented kernels' configurations (forward, forward+backward) at one length."""
+    res = {}
+    for cfg in SEQ_SWEEP:
+        os.environ["VIDEOMAMBA_SEQ_CONFIG"] = cfg
+        try:
+            res[cfg] = time_scan("triton", length)
+        except Exception as err:  # a configuration that does not compile is reported
+            res[cfg] = {"error": repr(err)[:200]}
+        print(f"  seq {cfg}: {res[cfg]}", flush=True)
+    ok = {k: v["fwd_bwd_ms"] for k, v in res.items() if "fwd_bwd_ms" in v}
+    best = min(ok, key=ok.get)
+    os.environ["VIDEOMAMBA_SEQ_CONFIG"] = best
+    return {"seq": res, "best": best}
+
+
+def plot(json_paths: list[str], png: str) -> None:
+    """Forward and forward+backward time against L for every backend in the given runs (run files
+    are labelled by their date), beside the memory floor; written atomically to ``png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    seen = set()
+    for path in json_paths:
+        with open(path) as fh:
+            report = json.load(fh)
+        rows = report["rows"]
+        lengths = [r["L"] for r in rows]
+        names = [k for k in rows[0] if isinstance(rows[0][k], dict) and "fwd_ms" in rows[0][k]]
+        for ax, key, floor_key in ((axes[0], "fwd_ms", "floor_fwd_ms"),
+                                   (axes[1], "fwd_bwd_ms", "floor_fwd_bwd_ms")):
+            if "floor" not in seen:
+                ax.plot(lengths, [r[floor_key] for r in rows], "k--", label="memory floor")
+            for name in names:
+                if (name, key) in seen:
+                    continue
+                seen.add((name, key))
+                pts = [(r["L"], r[name][key]) for r in rows if key in r.get(name, {})]
+                label = {"triton": "ours (Triton, segmented)", "triton_chunk": "ours (Triton, chunked)",
+                         "mamba_ssm": "official CUDA (mamba_ssm 2.3.2.post1)",
+                         "torch": "torch path", "sdpa": "SDPA attention, same tokens"}.get(name, name)
+                ax.plot(*zip(*pts), marker="o", label=label)
+        seen.add("floor")
+    for ax, title in zip(axes, ("forward", "forward + backward")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length L (B=8, D=768, N=16, bf16)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("ms (median)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"selective scan on {report['device']}")
+    fig.tight_layout()
+    tmp = png + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, png)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="scan.json")
+    parser.add_argument("--backends", default="triton,torch,mamba_ssm,sdpa")
+    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
+    parser.add_argument("--sweep", action="store_true", help="tune the Triton configs first")
+    parser.add_argument("--check-lengths", default="1569", help="lengths of the reference check")
+    parser.add_argument("--torch-max-length", type=int, default=3137,
+                        help="skip the (slow) torch path above this length")
+    parser.add_argument("--plot", nargs="+", metavar="JSON",
+                        help="no benchmark: plot these result files into --png (first wins)")
+    parser.add_argument("--png", default="docs/benchmarks/gpu_scan.png")
+    args = parser.parse_args()
+    if args.plot:
+        plot(args.plot, args.png)
+        return 0
+    lengths = [int(v) for v in args.lengths.split(",")]
+    backends = args.backends.split(",")
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+        "python": platform.python_version(),
+        "problem": {"batch": BATCH, "channels": CHANNELS, "n_state": N_STATE, "dtype": "bf16"},
+    }
+    import triton
+
+    report["triton"] = triton.__version__
+    bw = copy_bandwidth_gbs()
+    report["copy_bandwidth_gbs"] = bw
+    print(f"{report['device']}  copy bandwidth {bw:.0f} GB/s", flush=True)
+    if "mamba_ssm" in backends:
+        try:
+            scan_fn("mamba_ssm")
+        except ImportError as err:
+            print(f"mamba_ssm not importable: {err}", flush=True)
+            backends.remove("mamba_ssm")
+            report["mamba_ssm_error"] = str(err)
+    if args.sweep and "triton" in backends:
+        report["sweep"] = sweep(6273)
+    os.environ.setdefault("VIDEOMAMBA_SCAN_FWD_CONFIG", CHUNK_CONFIG["fwd"])
+    os.environ.setdefault("VIDEOMAMBA_SCAN_BWD_CONFIG", CHUNK_CONFIG["bwd"])
+    report["configs"] = {k: os.environ.get(k, "default") for k in (
+        "VIDEOMAMBA_SEQ_CONFIG", "VIDEOMAMBA_SCAN_FWD_CONFIG", "VIDEOMAMBA_SCAN_BWD_CONFIG")}
+    rows = []
+    for length in lengths:
+        floor = floor_bytes(length)
+        row = {"L": length, "floor_fwd_ms": floor["fwd"] / bw / 1e6,
+               "floor_fwd_bwd_ms": floor["fwd_bwd"] / bw / 1e6}
+        for backend in backends:
+            if backend == "torch" and length > args.torch_max_length:
+                continue
+            try:
+                row[backend] = time_sdpa(length) if backend == "sdpa" else time_scan(backend, length)
+            except torch.cuda.OutOfMemoryError as err:
+                row[backend] = {"error": f"out of memory: {str(err)[:120]}"}
+            torch.cuda.empty_cache()
+        if str(length) in args.check_lengths.split(","):
+            row["vs_ref"] = cross_check(length, [b for b in backends if b not in ("sdpa", "torch")])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    report["rows"] = rows
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(report, fh, indent=1)
+    os.replace(tmp, args.out)
+    print_table(report, backends)
+    return 0
+
+
+def print_table(report: dict, backends: list[str]) -> None:
+    print(f"\n{report['device']}, B={BATCH} D={CHANNELS} N={N_STATE} bf16; ms (median)")
+    head = ["L", "floor fwd", "floor f+b"] + [f"{b} fwd" for b in backends] + [
+        f"{b} f+b" for b in backends]
+    print(" | ".join(head))
+    for row in report["rows"]:
+        cells = [str(row["L"]), f"{row['floor_fwd_ms']:.3f}", f"{row['floor_fwd_bwd_ms']:.3f}"]
+        for key in ("fwd_ms", "fwd_bwd_ms"):
+            for b in backends:
+                v = row.get(b, {}).get(key)
+                cells.append(f"{v:.3f}" if isinstance(v, float) else "-")
+        print(" | ".join(cells))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

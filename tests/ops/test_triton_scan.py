@@ -1,0 +1,180 @@
+"""The Triton selective scan against the sequential reference: values, every gradient and the
+last state. Without CUDA the kernels run in Triton's CPU interpreter at tiny sizes; with CUDA the
+``gpu`` tests run at real sizes (run them on the device machine)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+import torch
+
+if importlib.util.find_spec("triton") is None:
+    pytest.skip("triton is not installed (pip install -e .[dev])", allow_module_level=True)
+ON_GPU = torch.cuda.is_available()
+if not ON_GPU:
+    # Triton decides at import time whether its functions are interpreted: set this first.
+    # before our kernels are defined; Triton's own functions, if it was imported already (torch's
+    # flop counter does), are routed through the interpreter by triton_compat
+    os.environ["TRITON_INTERPRET"] = "1"
+
+from videomamba.ops.selective_scan.ref import selective_scan_ref  # noqa: E402
+from videomamba.ops.selective_scan.triton_op import selective_scan_triton  # noqa: E402
+
+DEVICE = "cuda" if ON_GPU else "cpu"
+OPTIONAL = ("D", "z", "delta_bias", "delta_softplus")
+# relative (norm-wise) error allowed per input dtype: float32 arithmetic in both, rounding of
+# the low-precision inputs/outputs otherwise
+TOLERANCE = {torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 2e-2}
+
+
+def make_inputs(batch, channels, n_state, length, dtype, groups=None, seed=0):
+    """Fresh random inputs with requires_grad; delta around softplus's knee, A negative."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, scale=1.0, dt=dtype):
+        t = torch.randn(*shape, generator=gen) * scale
+        return t.to(device=DEVICE, dtype=dt).requires_grad_()
+
+    bc = (batch, n_state, length) if groups is None else (batch, groups, n_state, length)
+    A = (-torch.rand(channels, n_state, generator=gen) * 2 - 0.1).to(DEVICE).requires_grad_()
+    return {
+        "u": rand(batch, channels, length), "delta": rand(batch, channels, length, scale=0.5),
+        "A": A, "B": rand(*bc), "C": rand(*bc),
+        "D": rand(channels, dt=torch.float32), "z": rand(batch, channels, length),
+        "delta_bias": rand(channels, scale=0.3, dt=torch.float32), "delta_softplus": True,
+    }
+
+
+def relative_error(got, want):
+    """Norm-wise relative error; a reference that is (almost) zero, such as dA at L=1 where no
+    earlier state exists, is compared on the scale of float32 rounding instead of dividing by 0."""
+    got, want = got.double(), want.double()
+    floor = 1e-6 * want.numel() ** 0.5
+    return ((got - want).norm() / want.norm().clamp_min(floor)).item()
+
+
+def assert_close(name, got, want, tol):
+    assert got.shape == want.shape, name
+    assert torch.isfinite(got).all(), f"{name}: non-finite values"
+    err = relative_error(got, want)
+    assert err <= tol, f"{name}: relative error {err:.2e} > {tol:.0e}"
+
+
+def check_against_ref(inputs, use, tol, reverse=False):
+    """Run both implementations with the optional arguments in ``use``; compare y, last state
+    and the gradient of every tensor that takes part."""
+    if "delta_softplus" not in use:  # without softplus the contract needs delta (+ bias) >= 0
+        for key in ("delta", "delta_bias"):
+            inputs[key] = inputs[key].detach().abs().requires_grad_()
+    kwargs = {k: inputs[k] for k in use}
+    core = [inputs[k] for k in ("u", "delta", "A", "B", "C")]
+    leaves = core + [v for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
+    y, last = selective_scan_triton(*core, **kwargs, return_last_state=True, reverse=reverse)
+    dy, dlast = torch.randn_like(y), torch.randn_like(last)
+    grads = torch.autograd.grad((y * dy).float().sum() + (last * dlast).sum(), leaves)
+
+    flip = (lambda t: t.flip(-1)) if reverse else (lambda t: t)
+    ref_kwargs = {k: flip(v) if k == "z" else v for k, v in kwargs.items()}
+    y_ref, last_ref = selective_scan_ref(*[flip(t) if t.dim() >= 3 else t for t in core],
+                                         **ref_kwargs, return_last_state=True)
+    y_ref = flip(y_ref)
+    ref_grads = torch.autograd.grad((y_ref * dy).float().sum() + (last_ref * dlast).sum(), leaves)
+
+    assert y.dtype == inputs["u"].dtype and last.dtype == torch.float32
+    assert_close("y", y, y_ref, tol)
+    assert_close("last_state", last, last_ref, tol)
+    names = ["u", "delta", "A", "B", "C"] + [k for k in kwargs if k != "delta_softplus"]
+    for name, got, want in zip(names, grads, ref_grads):
+        assert got.dtype == want.dtype, name
+        assert_close(f"d{name}", got, want, tol)
+
+
+# --- CPU (Triton interpreter): tiny sizes, odd lengths ------------------------------------------
+
+CPU_CASES = [  # (dtype, length, optional arguments, reverse, B/C groups, kernel family)
+    pytest.param(torch.float32, 7, OPTIONAL, False, None, "seq", id="seq-f32-L7-all"),
+    pytest.param(torch.float32, 13, OPTIONAL, True, None, "seq", id="seq-f32-L13-all-reverse"),
+    pytest.param(torch.float32, 11, OPTIONAL, False, 2, "seq", id="seq-f32-L11-groups2"),
+    pytest.param(torch.bfloat16, 9, OPTIONAL, False, None, "seq", id="seq-bf16-L9-all"),
+    pytest.param(torch.float16, 1, OPTIONAL, False, None, "seq", id="seq-f16-L1-all"),
+    pytest.param(torch.float32, 6, (), False, None, "seq", id="seq-f32-L6-none"),
+    pytest.param(torch.float32, 5, ("D",), False, None, "seq", id="seq-f32-L5-D"),
+    pytest.param(torch.float32, 5, ("z",), True, None, "seq", id="seq-f32-L5-z-reverse"),
+    pytest.param(torch.float32, 5, ("delta_bias",), False, None, "seq", id="seq-f32-L5-bias"),
+    pytest.param(torch.float32, 5, ("delta_softplus",), False, None, "seq", id="seq-f32-L5-softplus"),
+    pytest.param(torch.float32, 37, OPTIONAL, True, None, "chunk", id="chunk-f32-L37-all-reverse"),
+    pytest.param(torch.bfloat16, 20, (), False, 2, "chunk", id="chunk-bf16-L20-none-groups2"),
+]
+
+
+@pytest.mark.skipif(ON_GPU, reason="CPU interpreter tests; the gpu tests cover CUDA")
+@pytest.mark.parametrize("dtype,length,use,reverse,groups,algo", CPU_CASES)
+def test_interpreter_matches_ref(dtype, length, use, reverse, groups, algo, monkeypatch):
+    monkeypatch.setenv("VIDEOMAMBA_SCAN_ALGO", algo)
+    inputs = make_inputs(1, 8, 5, length, dtype, groups=groups, seed=length)
+    check_against_ref(inputs, use, TOLERANCE[dtype], reverse=reverse)
+
+
+@pytest.mark.skipif(ON_GPU, reason="CPU interpreter test")
+def test_compiles_without_graph_breaks():
+    """The custom op traces under torch.compile(fullgraph=True), forward and backward."""
+    inputs = make_inputs(1, 4, 3, 5, torch.float32)
+    core = [inputs[k] for k in ("u", "delta", "A", "B", "C")]
+
+    def f(u, delta, A, B, C, D, z):
+        return selective_scan_triton(u, delta, A, B, C, D=D, z=z, delta_softplus=True).sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    args = core + [inputs["D"], inputs["z"]]
+    got = torch.autograd.grad(compiled(*args), args)
+    want = torch.autograd.grad(f(*args), args)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+# --- GPU: real sizes ----------------------------------------------------------------------------
+
+GPU_LENGTHS = [1, 7, 64, 1000, 3137]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
+@pytest.mark.parametrize("length", GPU_LENGTHS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16],
+                         ids=["f32", "bf16", "f16"])
+@pytest.mark.parametrize("use", [OPTIONAL, ()], ids=["all", "none"])
+def test_gpu_matches_ref(length, dtype, use):
+    inputs = make_inputs(2, 96, 16, length, dtype, seed=length)
+    tol = TOLERANCE[dtype] * (5 if dtype == torch.float32 and length > 64 else 1)
+    check_against_ref(inputs, use, tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
+@pytest.mark.parametrize("opt", OPTIONAL)
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("algo", ["seq", "chunk"])
+def test_gpu_each_optional_argument(opt, reverse, algo, monkeypatch):
+    monkeypatch.setenv("VIDEOMAMBA_SCAN_ALGO", algo)
+    inputs = make_inputs(2, 64, 16, 1000, torch.bfloat16, groups=None, seed=3)
+    check_against_ref(inputs, (opt,), TOLERANCE[torch.bfloat16], reverse=reverse)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
+def test_gpu_compile_inductor():
+    inputs = make_inputs(2, 64, 16, 300, torch.bfloat16)
+    core = [inputs[k] for k in ("u", "delta", "A", "B", "C")]
+
+    def f(u, delta, A, B, C, D, z, bias):
+        y = selective_scan_triton(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True)
+        return (y.float() ** 2).sum()
+
+    args = core + [inputs["D"], inputs["z"], inputs["delta_bias"]]
+    compiled = torch.compile(f, fullgraph=True)
+    got = torch.autograd.grad(compiled(*args), args)
+    want = torch.autograd.grad(f(*args), args)
+    for g, w in zip(got, want):
+        assert relative_error(g, w) < 1e-5

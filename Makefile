@@ -24,9 +24,11 @@ setup: $(VENV)/.installed
 
 setup-dev: $(VENV)/.installed-dev test-data
 
-# Real videos that no one here made, for the decoding tests (Debian's opencv-doc).
+# Real videos that no one here made, for the decoding tests (Debian's opencv-doc), and Debian's
+# chromium for the headless test of the search page.
 test-data:
 	bash scripts/install_test_videos.sh
+	bash scripts/install_test_browser.sh
 
 test: setup-dev
 	$(BIN)/python -m pytest -q

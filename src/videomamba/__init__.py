@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "create_model": "videomamba.models",
     "list_models": "videomamba.models",
+    "Predictor": "videomamba.apps.predict",
     "selective_scan": "videomamba.ops.selective_scan",
 }
 

@@ -18,6 +18,16 @@ from videomamba.errors import VideoMambaError
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "convert an official VideoMamba .pth checkpoint to our format"),
     "flops": ("flops", "count FLOPs (scan included) and parameters of a model"),
+    "synth": ("synth", "write a synthetic video dataset (motion, longrange, captions)"),
+    "demo": ("demo", "train VideoMamba vs an order-blind baseline on synthetic videos (CPU)"),
+    "train": ("train", "train from a YAML recipe (torchrun for several GPUs); --resume continues"),
+    "eval": ("eval", "multi-view test of a model: top-1/top-5, per-class, confusion matrix"),
+    "predict": ("predict", "top-k labels of videos with a trained or official model"),
+    "embed": ("embed", "write video features (.npy or .safetensors) for downstream use"),
+    "index": ("index", "index a folder of videos for text search (incremental, kill-safe)"),
+    "search": ("search", "search an index with a sentence; prints ranked segments"),
+    "serve": ("serve", "serve a local search page over an index (127.0.0.1 by default)"),
+    "pretrain": ("pretrain", "masked pretraining with a frozen teacher; export to a classifier"),
 }
 
 

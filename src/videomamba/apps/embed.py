@@ -28,7 +28,7 @@ def write_features(path: Path, features, videos: list[str]) -> None:
     """``features`` float32 ``(N, d)`` to ``.npy`` (+ ``.paths.txt``) or ``.safetensors``, atomically."""
     import numpy as np
 
-    from videomamba.engine.io import atomic_path, atomic_write_text
+    from videomamba.utils.io import atomic_path, atomic_write_text
     from videomamba.errors import ConfigError
 
     if path.suffix == ".npy":

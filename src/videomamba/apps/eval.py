@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from videomamba.engine.build import build_split, class_names_of
     from videomamba.engine.config import load_recipe
     from videomamba.engine.evaluate import evaluate
-    from videomamba.engine.io import atomic_write_json
+    from videomamba.utils.io import atomic_write_json
     from videomamba.engine.sampling import eval_loader
     from videomamba.errors import ConfigError
     from videomamba.tasks import ClassificationTask

@@ -32,7 +32,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from videomamba.engine.io import atomic_path, atomic_write_json
+from videomamba.utils.io import atomic_path, atomic_write_json
 from videomamba.errors import ConfigError, VideoDecodeError, VideoMambaError
 
 log = logging.getLogger(__name__)

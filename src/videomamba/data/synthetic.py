@@ -33,13 +33,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 
 from videomamba.data.video_io import write_video
+from videomamba.utils.io import atomic_write_text
 
 MOTION_CLASSES = ("move_right", "move_left", "move_down", "move_up", "grow", "shrink",
                   "appear", "disappear", "rotate_clockwise", "rotate_counterclockwise")
@@ -270,12 +270,12 @@ def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = Non
             if progress:
                 progress(done, total)
         _write_annotation(cfg, split, rows)
-    _write_text(os.path.join(cfg.out, "classes.txt"), "".join(f"{c}\n" for c in classes))
+    atomic_write_text(os.path.join(cfg.out, "classes.txt"), "".join(f"{c}\n" for c in classes))
     meta = {"generator": f"videomamba synth {cfg.kind}", "config": asdict(cfg), "splits": sizes,
             "classes": list(classes)}
     if cfg.kind == "captions":
         meta["long_video"] = _write_long_video(cfg)
-    _write_text(os.path.join(cfg.out, "meta.json"), json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(os.path.join(cfg.out, "meta.json"), json.dumps(meta, indent=2) + "\n")
     return meta
 
 
@@ -310,10 +310,10 @@ def _write_clip(cfg: SynthConfig, split: str, i: int, rel: str) -> dict:
 def _write_annotation(cfg: SynthConfig, split: str, rows: list[dict]) -> None:
     if cfg.kind == "captions":
         text = json.dumps(rows, indent=1) + "\n"
-        _write_text(os.path.join(cfg.out, f"{split}.json"), text)
+        atomic_write_text(os.path.join(cfg.out, f"{split}.json"), text)
     else:
         text = "".join(f"{r['video']} {r['label']}\n" for r in rows)
-        _write_text(os.path.join(cfg.out, f"{split}.csv"), text)
+        atomic_write_text(os.path.join(cfg.out, f"{split}.csv"), text)
 
 
 def _write_long_video(cfg: SynthConfig) -> dict:
@@ -327,14 +327,8 @@ def _write_long_video(cfg: SynthConfig) -> dict:
         entries.append({"video": rel, "caption": text, "label": label,
                         "start": k * cfg.frames / cfg.fps, "end": (k + 1) * cfg.frames / cfg.fps})
     write_video(os.path.join(cfg.out, rel), np.concatenate(clips), cfg.fps, codec=SYNTH_CODEC)
-    _write_text(os.path.join(cfg.out, "long", "segments.json"), json.dumps(entries, indent=1) + "\n")
+    atomic_write_text(os.path.join(cfg.out, "long", "segments.json"), json.dumps(entries, indent=1) + "\n")
     return {"video": rel, "annotation": "long/segments.json", "segments": cfg.segments}
 
 
-def _write_text(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+

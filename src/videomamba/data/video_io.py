@@ -13,12 +13,13 @@ the frames it promised, in order.
 from __future__ import annotations
 
 import os
-import tempfile
 from fractions import Fraction
 from typing import Sequence
 
 import numpy as np
 import torch
+
+from videomamba.utils.io import atomic_path
 
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "matroska", ".avi": "avi", ".webm": "webm",
             ".mov": "mov"}
@@ -70,16 +71,8 @@ def write_video(path: str, frames: np.ndarray | torch.Tensor, fps: float = 25.0,
         raise ValueError(f"write_video needs uint8 (T, H, W, 3) frames, got {frames.dtype} "
                          f"{tuple(frames.shape)}")
     fmt, codec = pick_codec(path, codec)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    os.close(fd)
-    try:
-        _encode(av, tmp, fmt, codec, frames, fps, pts_ms, quality, gop)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        _encode(av, str(tmp), fmt, codec, frames, fps, pts_ms, quality, gop)
     return path
 
 

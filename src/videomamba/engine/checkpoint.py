@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from videomamba.engine.io import atomic_torch_save, atomic_write_json
+from videomamba.utils.io import atomic_torch_save, atomic_write_json
 from videomamba.errors import CheckpointError
 
 log = logging.getLogger(__name__)

@@ -323,7 +323,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
     """Write the resolved recipe as YAML (atomically), e.g. next to a run's checkpoints."""
-    from videomamba.engine.io import atomic_write_text
+    from videomamba.utils.io import atomic_write_text
 
     data = recipe.to_dict()
     data["optim"]["betas"] = list(data["optim"]["betas"])

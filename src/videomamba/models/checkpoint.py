@@ -21,10 +21,8 @@ import argparse
 import json
 import logging
 import math
-import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from torch import Tensor, nn
 
 from videomamba.errors import CheckpointError
 from videomamba.models.config import PRESETS, DataConfig, VideoMambaConfig, default_data_config
+from videomamba.utils.io import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -375,8 +374,8 @@ def save_pretrained(model: nn.Module, directory: str | Path,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(directory / WEIGHTS_NAME,
-                  lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -385,26 +384,13 @@ def save_pretrained(model: nn.Module, directory: str | Path,
         "data_config": _data_config_dict(default_data_config(config)),
         "class_names": class_names,
     }
-    text = json.dumps(meta, indent=2) + "\n"
-    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+    atomic_write_json(directory / CONFIG_NAME, meta)
     return directory
 
 
 def _data_config_dict(data: DataConfig) -> dict[str, Any]:
     return {"input_size": data.input_size, "num_frames": data.num_frames, "mean": list(data.mean),
             "std": list(data.std), "interpolation": data.interpolation}
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read_pretrained_config(directory: str | Path) -> dict[str, Any]:

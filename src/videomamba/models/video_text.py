@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from videomamba.errors import CheckpointError, ConfigError
 from videomamba.models.text import MINILM, TextEncoder, build_text_encoder
+from videomamba.utils.io import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -256,30 +257,16 @@ class VideoTextModel(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         self.text_encoder.save_tokenizer(directory / TOKENIZER_DIR)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        _atomic(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp))
+        with atomic_path(directory / WEIGHTS_NAME) as tmp:
+            save_file(tensors, str(tmp))
         config = self.config.to_dict()
         config.update(text=str(TOKENIZER_DIR), text_config=self.text_encoder.hf_config(),
                       tokenizer=TOKENIZER_DIR)
         config["vision_kwargs"] = {**config["vision_kwargs"], "num_frames": self.num_frames,
                                    "img_size": self.img_size}
         meta = {"format": FORMAT_NAME, "format_version": 1, "model_config": config}
-        _atomic(directory / CONFIG_NAME,
-                lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+        atomic_write_json(directory / CONFIG_NAME, meta)
         return directory
-
-
-def _atomic(path: Path, write: Any) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def is_video_text_dir(path: str | Path) -> bool:

@@ -11,15 +11,17 @@ from typing import Any, Iterator
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the same folder; on success it replaces ``path`` atomically.
 
     The data is fsync'ed before the rename so that a power cut or SIGKILL cannot leave a
-    truncated file under the final name.
+    truncated file under the final name. ``keep_suffix``: the temporary name ends with the
+    final name's extension too (for writers that pick a format from it).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    suffix = ".tmp" + (path.suffix if keep_suffix else "")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -48,7 +48,7 @@ LONGRANGE_RECIPE["model"]["drop_path_rate"] = 0.0
 LONGRANGE_RECIPE["schedule"]["epochs"] = 30
 
 # Dataset sizes (training clips; val and test get val_fraction of it each) and frames per clip.
-FULL = {"motion": {"num": 4000, "frames": 16, "size": 32, "val_fraction": 0.075},
+FULL = {"motion": {"num": 4000, "frames": 8, "size": 32, "val_fraction": 0.075},
         "longrange": {"num": 900, "frames": 64, "size": 32, "val_fraction": 0.2}}
 # --quick: the whole pipeline on toy sizes (the tests run it); numbers mean nothing.
 QUICK = {"motion": {"num": 20, "frames": 8, "size": 32, "val_fraction": 0.25, "epochs": 1},

@@ -4,7 +4,7 @@ All three are deterministic from ``seed``: clip ``i`` of split ``s`` is drawn fr
 ``numpy`` generator seeded by ``(seed, kind, s, i)``, so asking for more clips keeps the first ones.
 Labels cycle through the classes, so every split is balanced. Layout under ``out``::
 
-    videos/<split>/<name>.mp4      the clips (MPEG-4 part 2 in mp4, high quality)
+    videos/<split>/<name>.mp4      the clips (MPEG-4 part 2 in mp4, high quality, every frame a key frame)
     <split>.csv                    motion / longrange: ``videos/<split>/<name>.mp4 <label>``
     <split>.json                   captions: [{"video", "caption", "label"}]
     classes.txt                    one class name per line (line i = label i)
@@ -56,6 +56,9 @@ SPLITS = ("train", "val", "test")
 # MPEG-4 part 2 in mp4: libx264 gave different bytes from run to run on these tiny frames (even
 # with one thread and YUV input), and the same seed must give the same files.
 SYNTH_CODEC = "mpeg4"
+# Every frame of a clip is a key frame: with a key frame only at the start, the sharpest frame marks
+# where a motion begins, which lets an order-blind model tell a clip from its reversal.
+SYNTH_GOP = 1
 _KINDS = {"motion": 0, "longrange": 1, "captions": 2}
 
 
@@ -303,7 +306,7 @@ def _write_clip(cfg: SynthConfig, split: str, i: int, rel: str) -> dict:
         clip = longrange_clip(row["label"], rng, cfg.frames, cfg.size)
     else:
         clip, row["caption"], row["label"] = caption_clip(i, rng, cfg.frames, cfg.size)
-    write_video(os.path.join(cfg.out, rel), clip, cfg.fps, codec=SYNTH_CODEC)
+    write_video(os.path.join(cfg.out, rel), clip, cfg.fps, codec=SYNTH_CODEC, gop=SYNTH_GOP)
     return row
 
 

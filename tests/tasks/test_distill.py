@@ -9,13 +9,7 @@ from videomamba.tasks.distill import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny models run faster on one intra-op thread, above all on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(dim, depth=2, num_classes=3, **kwargs):

@@ -12,12 +12,7 @@ from videomamba.models import create_model, from_pretrained, save_pretrained
 from videomamba.models.checkpoint import read_state_dict
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_train_with_teacher_distills_and_exports_a_plain_classifier(tmp_path, capsys):

@@ -14,13 +14,7 @@ from videomamba.tasks.masking import kept_token_indices, random_mask, tube_mask
 SIZES = dict(depth=2, embed_dim=32, img_size=32, num_frames=4)  # 1 + 4 * 2 * 2 = 17 tokens
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny models run faster on one intra-op thread, above all on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(num_classes=0, **kwargs):

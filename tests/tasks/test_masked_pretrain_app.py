@@ -18,13 +18,7 @@ SIZES = {"embed_dim": 32, "depth": 2}
 BASE = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "_base_mask_pretrain.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny models run faster on one intra-op thread, above all on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,7 @@ TINY_CLIP = CLIPVisionConfig(width=32, layers=2, heads=2, patch_size=16, image_s
                              output_dim=24)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tiny models run faster on one intra-op thread, above all on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_video_model(dim=32):

@@ -103,3 +103,35 @@ def test_mixer_fused_path_matches_its_reference_path():
     reference = mixer(hidden)
     err = ((fused - reference).norm() / reference.norm()).item()
     assert err < 2e-5, err
+
+
+def test_bidirectional_custom_ops_pass_opcheck():
+    """The pair's fake kernels match the real ones (strides included) for the mixer's transposed
+    B/C views: the check that ``torch.compile`` of a training step relies on."""
+    from videomamba.ops.selective_scan.triton_bidir import (
+        _bi_scan_bwd,
+        _bi_scan_fwd,
+        _branch_inputs,
+        bidirectional_conv_silu,
+    )
+    from videomamba.ops.selective_scan.triton_fwd import fwd_config
+    from videomamba.ops.selective_scan.triton_op import scan_algo
+
+    gen = torch.Generator().manual_seed(5)
+    channels, d_state, dt_rank, length = 8, 4, 3, 7
+    fw, bw = branch(channels, d_state, dt_rank, 4, gen), branch(channels, d_state, dt_rank, 4, gen)
+    xz = torch.randn(2, 2 * channels, length, generator=gen).to(DEVICE)
+    with torch.no_grad():
+        x, z = xz.chunk(2, dim=1)
+        x_f, x_b = bidirectional_conv_silu(x, fw.conv_weight, fw.conv_bias, bw.conv_weight,
+                                           bw.conv_bias)
+        f = [t.detach() for t in _branch_inputs(x_f, fw, d_state, dt_rank)]
+        b = [t.detach() for t in _branch_inputs(x_b, bw, d_state, dt_rank)]
+    assert not f[3].is_contiguous()
+    flags = (fwd_config(channels, length)[1], scan_algo())
+    fwd_args = (*f, *b, z, *flags)
+    torch.library.opcheck(_bi_scan_fwd, fwd_args, test_utils=("test_schema", "test_faketensor"))
+    with torch.no_grad():
+        y, *saved = _bi_scan_fwd(*fwd_args)
+    torch.library.opcheck(_bi_scan_bwd, (torch.randn_like(y), *f, *b, z, *saved, *flags),
+                          test_utils=("test_schema", "test_faketensor"))

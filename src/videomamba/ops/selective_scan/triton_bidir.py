@@ -19,7 +19,7 @@ import triton
 from torch import Tensor
 
 from videomamba.ops.selective_scan.triton_fwd import fwd_config
-from videomamba.ops.selective_scan.triton_op import run_bwd, run_fwd, saved_shapes, scan_algo
+from videomamba.ops.selective_scan.triton_op import dense_like, run_bwd, run_fwd, saved_shapes, scan_algo
 
 
 class BranchWeights(NamedTuple):
@@ -82,11 +82,8 @@ def _(dy, u_f, delta_f, A_f, B_f, C_f, D_f, bias_f, u_b, delta_b, A_b, B_b, C_b,
     grads = []
     for u, delta, A, B, C, D, bias in ((u_f, delta_f, A_f, B_f, C_f, D_f, bias_f),
                                        (u_b, delta_b, A_b, B_b, C_b, D_b, bias_b)):
-        grads += [torch.empty(u.shape, dtype=u.dtype, device=u.device),
-                  torch.empty(delta.shape, dtype=delta.dtype, device=u.device),
-                  torch.empty_like(A), torch.empty_like(B), torch.empty_like(C),
-                  torch.empty_like(D), torch.empty_like(bias)]
-    return grads + [torch.empty(z.shape, dtype=z.dtype, device=z.device)]
+        grads += [dense_like(t) for t in (u, delta, A, B, C, D, bias)]
+    return grads + [dense_like(z)]
 
 
 def _bi_setup(ctx, inputs, output):

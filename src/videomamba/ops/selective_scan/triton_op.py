@@ -60,6 +60,13 @@ def saved_shapes(batch: int, channels: int, length: int, n_state: int, block_l: 
     return (batch, channels, max(triton.cdiv(length, block_l), 1), n_pow2), (0,)
 
 
+def dense_like(t: Tensor) -> Tensor:
+    """A contiguous tensor of ``t``'s shape, dtype and device: what the kernels return as a
+    gradient. (``empty_like`` keeps a transposed input's strides, and a fake kernel must match
+    the real one's strides or ``torch.compile`` fails in the backward.)"""
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device)
+
+
 @torch.library.custom_op("videomamba::scan_fwd", mutates_args=())
 def _scan_fwd_op(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
@@ -103,10 +110,10 @@ def _(dy, dlast, u, delta, A, B, C, D, z, delta_bias, saved_a, saved_b, delta_so
     return (
         torch.empty(u.shape, dtype=u.dtype, device=u.device),
         torch.empty(delta.shape, dtype=delta.dtype, device=u.device),
-        torch.empty_like(A), torch.empty_like(B), torch.empty_like(C),
-        torch.empty_like(D) if D is not None else u.new_empty(0),
-        torch.empty(z.shape, dtype=z.dtype, device=u.device) if z is not None else u.new_empty(0),
-        torch.empty_like(delta_bias) if delta_bias is not None else u.new_empty(0),
+        dense_like(A), dense_like(B), dense_like(C),
+        dense_like(D) if D is not None else u.new_empty(0),
+        dense_like(z) if z is not None else u.new_empty(0),
+        dense_like(delta_bias) if delta_bias is not None else u.new_empty(0),
     )
 
 

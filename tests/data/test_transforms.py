@@ -131,3 +131,34 @@ def test_rand_augment_ops_match_pil(name):
     geometric = name in ("Rotate", "ShearX", "TranslateXRel")
     # pixel ops agree to rounding; resampling ops differ at edges and by interpolation detail
     assert diff.mean() < (6.0 if geometric else 1.0), f"{name}: mean |diff| {diff.mean():.2f}"
+
+
+def test_random_erasing_boxes_are_per_frame_noise_and_respect_probability():
+    from videomamba.data.transforms import random_erasing
+
+    base = torch.zeros(3, 200, 16, 16)
+    out = random_erasing(base.clone(), random.Random(0), probability=0.25)
+    erased = [(out[:, t] != 0).any().item() for t in range(200)]
+    assert 30 <= sum(erased) <= 70  # about a quarter of the frames, each decided on its own
+    for t in [t for t, e in enumerate(erased) if e][:10]:
+        rows = (out[:, t] != 0).any(0).any(1).nonzero().flatten()
+        cols = (out[:, t] != 0).any(0).any(0).nonzero().flatten()
+        h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        area = (h * w).item() / 256
+        assert 0.02 * 0.5 <= area <= 1 / 3 * 1.5  # one rectangle of the promised size
+        assert (out[:, t, rows.min():rows.max() + 1, cols.min():cols.max() + 1] != 0).float().mean() > 0.99
+    untouched = [t for t, e in enumerate(erased) if not e]
+    assert torch.equal(out[:, untouched], base[:, untouched])
+    assert torch.equal(random_erasing(base.clone(), random.Random(0), 0.0), base)
+    again = random_erasing(base.clone(), random.Random(0), probability=0.25)
+    assert torch.equal(again, out)  # a function of the rng's state
+
+
+def test_train_transform_applies_random_erasing():
+    clip = torch.full((4, 3, 32, 32), 128, dtype=torch.uint8)
+    plain = TrainTransform(size=32, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False, rand_augment=None)
+    erasing = TrainTransform(size=32, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False,
+                             rand_augment=None, random_erase=1.0)
+    a, b = plain(clip, random.Random(1)), erasing(clip, random.Random(1))
+    assert a.shape == b.shape == (3, 4, 32, 32)
+    assert all(not torch.equal(a[:, t], b[:, t]) for t in range(4))

@@ -72,6 +72,7 @@ class DataConfig:
     rand_augment: str | None = OFFICIAL_RAND_AUGMENT  # None disables RandAugment
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    random_erase: float = 0.0            # train: per-frame random-erasing probability (official 0.25)
     backend: str = DEFAULT_BACKEND       # "pyav" | "decord" | "torchcodec"
     decode_threads: int = 1              # FFmpeg threads per reader (workers already run in parallel)
     decode_timeout: float | None = DEFAULT_TIMEOUT_S  # seconds per video before giving up
@@ -123,7 +124,8 @@ class VideoDataset(Dataset):
         self.skipped = 0  # replacements made in this process (the loader counts across workers)
         self._train_transform = TrainTransform(
             config.crop_size, config.crop, config.scale, config.ratio, config.flip,
-            config.rand_augment, config.mean, config.std) if config.mode == "train" else None
+            config.rand_augment, config.mean, config.std, config.random_erase
+        ) if config.mode == "train" else None
         self._eval_transform = EvalTransform(config.crop_size, config.short_side,
                                              config.num_crops, config.mean, config.std)
 

@@ -339,12 +339,47 @@ def normalize(frames: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tor
     return x.mul_(scale).add_(shift)
 
 
+def random_erasing(x: torch.Tensor, rng: random.Random, probability: float,
+                   area: tuple[float, float] = (0.02, 1 / 3),
+                   aspect: tuple[float, float] = (0.3, 1 / 0.3)) -> torch.Tensor:
+    """Random erasing as the official fine-tuning applies it (``--reprob``, mode ``pixel``, one
+    box): every frame independently, with ``probability``, gets one box of ``area`` (fraction of
+    the frame) and ``aspect`` (h/w, log-uniform) filled with N(0, 1) noise. Applied after
+    normalisation, in place on float ``(C, T, H, W)``; returns ``x``."""
+    if probability <= 0:
+        return x
+    channels, frames, height, width = x.shape
+    noise_gen = torch.Generator().manual_seed(rng.getrandbits(62))
+    for t in range(frames):
+        if rng.random() > probability:
+            continue
+        box = _erasing_box(height, width, rng, area, aspect)
+        if box is not None:
+            top, left, h, w = box
+            x[:, t, top:top + h, left:left + w] = torch.randn(channels, h, w, generator=noise_gen)
+    return x
+
+
+def _erasing_box(height: int, width: int, rng: random.Random, area: tuple[float, float],
+                 aspect: tuple[float, float]) -> tuple[int, int, int, int] | None:
+    """(top, left, h, w) of a box that fits, in at most 10 tries (None if none fits)."""
+    log_aspect = (math.log(aspect[0]), math.log(aspect[1]))
+    for _ in range(10):
+        target = rng.uniform(*area) * height * width
+        ratio = math.exp(rng.uniform(*log_aspect))
+        h, w = int(round(math.sqrt(target * ratio))), int(round(math.sqrt(target / ratio)))
+        if 0 < h < height and 0 < w < width:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+    return None
+
+
 @dataclass
 class TrainTransform:
     """Training augmentation: uint8 ``(T, C, H, W)`` -> float ``(C, T, size, size)``.
 
     ``crop``: ``"random_resized"`` (official fine-tuning) or ``"multi_scale"`` (official
-    pretraining); ``flip=False`` for direction-sensitive data; ``rand_augment=None`` disables it.
+    pretraining); ``flip=False`` for direction-sensitive data; ``rand_augment=None`` disables it;
+    ``random_erase``: per-frame probability of :func:`random_erasing` (official ``--reprob``).
     """
 
     size: int = 224
@@ -355,6 +390,7 @@ class TrainTransform:
     rand_augment: str | None = OFFICIAL_RAND_AUGMENT
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    random_erase: float = 0.0
 
     def __post_init__(self):
         if self.crop not in ("random_resized", "multi_scale"):
@@ -371,7 +407,7 @@ class TrainTransform:
             frames = self._rand_augment(frames, rng)
         if self.flip and rng.random() < 0.5:
             frames = horizontal_flip(frames)
-        return normalize(frames, self.mean, self.std)
+        return random_erasing(normalize(frames, self.mean, self.std), rng, self.random_erase)
 
 
 @dataclass

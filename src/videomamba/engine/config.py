@@ -90,7 +90,7 @@ class TrainConfig:
     output_dir: str = "runs/default"
     seed: int = 0
     precision: str = "bf16"  # bf16 | fp16 | fp32 (autocast is used on GPU only)
-    compile: bool = False  # torch.compile the model
+    compile: bool | str = False  # torch.compile the model: true (Inductor) or a backend name
     ema_decay: float | None = None  # e.g. 0.9999; null = no EMA
     distributed: str = "ddp"  # ddp | fsdp, used when launched by torchrun
     max_bad_steps: int = 5  # stop after this many non-finite losses in a row
@@ -215,6 +215,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if ann.startswith("dict"):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    if ann == "bool | str" and isinstance(value, str):
         return value
     if ann.startswith("bool"):
         if not isinstance(value, bool):

@@ -141,8 +141,10 @@ class Trainer:
         model = model.to(self.device)
         if self.dist.enabled:
             model = wrap_distributed(model, self.recipe.train.distributed, self.device)
-        if self.recipe.train.compile:
-            model = torch.compile(model)
+        compile_with = self.recipe.train.compile
+        if compile_with:
+            backend = compile_with if isinstance(compile_with, str) else "inductor"
+            model = torch.compile(model, backend=backend)
         return model
 
     def _make_scheduler(self, repeats: int) -> CosineWarmupScheduler:

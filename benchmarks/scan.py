@@ -7,6 +7,10 @@ is the median of ``triton.testing.do_bench``; beside it the memory floor: the by
 move (inputs read once, outputs written once) over the copy bandwidth measured at the start.
 
     python benchmarks/scan.py --out scan.json [--sweep] [--backends triton,torch,mamba_ssm,sdpa]
+
+Backends: ``triton`` (ours, the default tiled kernels), ``triton_seq`` / ``triton_chunk`` (our
+earlier kernels), ``torch``, ``mamba_ssm`` (the official CUDA kernel), ``sdpa``. ``--sweep`` first
+tunes the tiled kernels' configs at ``--sweep-length`` and keeps the best for the table.
 """
 
 from __future__ import annotations
@@ -23,9 +27,14 @@ import torch.nn.functional as F
 
 LENGTHS = (1569, 3137, 6273, 12545)
 BATCH, CHANNELS, N_STATE = 8, 768, 16
-# segmented sequential kernels: "fwd BLOCK_D, bwd BLOCK_D, SUB, target programs"
-SEQ_SWEEP = ["64,8,16,4096", "32,8,16,4096", "128,8,16,4096", "64,8,16,2048", "64,8,16,8192",
-             "64,16,16,4096", "64,4,16,4096", "64,8,32,4096"]
+# tiled forward: "T, BLOCK_D, segments" (BLOCK_D 8: 4 lanes share a channel's 16 states)
+TILE_SWEEP = ["8,8,1", "8,8,2", "8,8,3", "4,8,1", "4,8,2", "16,8,1", "8,16,1", "8,16,2",
+              "4,32,3", "4,32,6"]
+# tiled backward: ("T,BLOCK_D", segmented config "fwd BLOCK_D,bwd BLOCK_D,SUB,target programs",
+# whose segment length the tiled backward shares)
+BWD_SWEEP = [("8,8", "64,8,16,4096"), ("8,8", "64,8,16,2048"), ("8,8", "64,8,16,8192"),
+             ("4,8", "64,8,16,4096"), ("8,16", "64,8,16,4096")]
+ALGO_OF = {"triton": "tile", "triton_seq": "seq", "triton_chunk": "chunk"}
 CHUNK_CONFIG = {"fwd": "4,64,4", "bwd": "4,64,4"}  # best of the chunked kernels' sweep (run 1)
 
 
@@ -72,8 +81,8 @@ def floor_bytes(length: int) -> dict:
 
 
 def scan_fn(backend: str):
-    os.environ["VIDEOMAMBA_SCAN_ALGO"] = "chunk" if backend == "triton_chunk" else "seq"
-    if backend in ("triton", "triton_chunk"):
+    if backend in ALGO_OF:
+        os.environ["VIDEOMAMBA_SCAN_ALGO"] = ALGO_OF[backend]
         from videomamba.ops.selective_scan.triton_op import selective_scan_triton
 
         return selective_scan_triton
@@ -88,12 +97,14 @@ def scan_fn(backend: str):
     raise ValueError(backend)
 
 
-def time_scan(backend: str, length: int) -> dict:
+def time_scan(backend: str, length: int, backward: bool = True) -> dict:
     fn = scan_fn(backend)
     x = make_inputs(length, grad=True)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
     with torch.no_grad():
         fwd = bench_ms(lambda: fn(*args))
+    if not backward:
+        return {"fwd_ms": fwd}
     dy = torch.randn_like(x["u"])
     leaves = [x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
 
@@ -145,20 +156,38 @@ def cross_check(length: int, backends: list[str]) -> dict:
             for name, (y, g) in runs.items()}
 
 
-def sweep(length: int) -> dict:
-    """Time the segmented kernels' configurations (forward, forward+backward) at one length."""
+def _sweep_one(env: str, configs: list[str], length: int, key: str, backward: bool) -> dict:
     res = {}
-    for cfg in SEQ_SWEEP:
-        os.environ["VIDEOMAMBA_SEQ_CONFIG"] = cfg
+    for cfg in configs:
+        os.environ[env] = cfg
         try:
-            res[cfg] = time_scan("triton", length)
+            res[cfg] = time_scan("triton", length, backward=backward)
         except Exception as err:  # a configuration that does not compile is reported
             res[cfg] = {"error": repr(err)[:200]}
-        print(f"  seq {cfg}: {res[cfg]}", flush=True)
+        print(f"  {env} {cfg}: {res[cfg]}", flush=True)
+    ok = {k: v[key] for k, v in res.items() if key in v}
+    best = min(ok, key=ok.get)
+    os.environ[env] = best
+    return {"results": res, "best": best, "length": length}
+
+
+def sweep(length: int) -> dict:
+    """Tune the tiled forward (forward time), then the tiled backward with its segment length
+    (forward+backward time, with the best forward), at one length; the best stays set."""
+    tile = _sweep_one("VIDEOMAMBA_TILE_CONFIG", TILE_SWEEP, length, "fwd_ms", backward=False)
+    pairs = [f"{t}/{s}" for t, s in BWD_SWEEP]
+    res = {}
+    for pair in pairs:
+        os.environ["VIDEOMAMBA_TILE_BWD_CONFIG"], os.environ["VIDEOMAMBA_SEQ_CONFIG"] = pair.split("/")
+        try:
+            res[pair] = time_scan("triton", length)
+        except Exception as err:  # a configuration that does not compile is reported
+            res[pair] = {"error": repr(err)[:200]}
+        print(f"  bwd {pair}: {res[pair]}", flush=True)
     ok = {k: v["fwd_bwd_ms"] for k, v in res.items() if "fwd_bwd_ms" in v}
     best = min(ok, key=ok.get)
-    os.environ["VIDEOMAMBA_SEQ_CONFIG"] = best
-    return {"seq": res, "best": best}
+    os.environ["VIDEOMAMBA_TILE_BWD_CONFIG"], os.environ["VIDEOMAMBA_SEQ_CONFIG"] = best.split("/")
+    return {"tile": tile, "bwd": {"results": res, "best": best, "length": length}}
 
 
 def plot(json_paths: list[str], png: str) -> None:
@@ -186,7 +215,8 @@ def plot(json_paths: list[str], png: str) -> None:
                     continue
                 seen.add((name, key))
                 pts = [(r["L"], r[name][key]) for r in rows if key in r.get(name, {})]
-                label = {"triton": "ours (Triton, segmented)", "triton_chunk": "ours (Triton, chunked)",
+                label = {"triton": "ours (Triton, tiled)", "triton_seq": "ours (Triton, segmented)",
+                         "triton_chunk": "ours (Triton, chunked)",
                          "mamba_ssm": "official CUDA (mamba_ssm 2.3.2.post1)",
                          "torch": "torch path", "sdpa": "SDPA attention, same tokens"}.get(name, name)
                 ax.plot(*zip(*pts), marker="o", label=label)
@@ -212,6 +242,7 @@ def main() -> int:
     parser.add_argument("--backends", default="triton,torch,mamba_ssm,sdpa")
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     parser.add_argument("--sweep", action="store_true", help="tune the Triton configs first")
+    parser.add_argument("--sweep-length", type=int, default=3137)
     parser.add_argument("--check-lengths", default="1569", help="lengths of the reference check")
     parser.add_argument("--torch-max-length", type=int, default=3137,
                         help="skip the (slow) torch path above this length")
@@ -244,11 +275,12 @@ def main() -> int:
             backends.remove("mamba_ssm")
             report["mamba_ssm_error"] = str(err)
     if args.sweep and "triton" in backends:
-        report["sweep"] = sweep(6273)
+        report["sweep"] = sweep(args.sweep_length)
     os.environ.setdefault("VIDEOMAMBA_SCAN_FWD_CONFIG", CHUNK_CONFIG["fwd"])
     os.environ.setdefault("VIDEOMAMBA_SCAN_BWD_CONFIG", CHUNK_CONFIG["bwd"])
     report["configs"] = {k: os.environ.get(k, "default") for k in (
-        "VIDEOMAMBA_SEQ_CONFIG", "VIDEOMAMBA_SCAN_FWD_CONFIG", "VIDEOMAMBA_SCAN_BWD_CONFIG")}
+        "VIDEOMAMBA_TILE_CONFIG", "VIDEOMAMBA_TILE_BWD_CONFIG", "VIDEOMAMBA_SEQ_CONFIG",
+        "VIDEOMAMBA_SCAN_FWD_CONFIG", "VIDEOMAMBA_SCAN_BWD_CONFIG")}
     rows = []
     for length in lengths:
         floor = floor_bytes(length)

@@ -9,8 +9,9 @@
 
 ``auto`` takes the process-wide default (:func:`set_default_backend` or the environment variable
 ``VIDEOMAMBA_SCAN_BACKEND``) if one is set, else the fastest available for the tensor's device:
-on CUDA ``mamba_ssm`` when installed (our Triton kernels still measure about 2x slower than it,
-see docs/benchmarks.md), then ``triton``; elsewhere ``torch``.
+on CUDA ``triton`` (its forward measures ~1.5x faster than ``mamba_ssm``'s; its forward+backward
+is still ~1.3x slower, see docs/benchmarks.md: ask for ``mamba_ssm`` by name to train with it),
+then ``mamba_ssm`` if Triton is missing; elsewhere ``torch``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
 # backends that only take CUDA tensors
 _CUDA_ONLY = {"triton", "mamba_ssm"}
 # what `auto` tries on CUDA, fastest first as measured (docs/benchmarks.md, GPU section)
-_CUDA_PREFERENCE = ("mamba_ssm", "triton")
+_CUDA_PREFERENCE = ("triton", "mamba_ssm")
 
 _default: str | None = None
 _auto_logged: set[tuple[str, str]] = set()

@@ -2,11 +2,14 @@
 ``torch.compile`` traces a model through it without graph breaks.
 
 ``videomamba::scan_fwd`` / ``videomamba::scan_bwd`` wrap one direction; ``selective_scan_triton``
-is the public function with the contract of ``ref.selective_scan_ref``. Two kernel families:
-``seq`` (``triton_seq.py``, segmented sequential, the default) and ``chunk`` (``triton_fwd.py`` /
-``triton_bwd.py``, chunked associative scan); ``VIDEOMAMBA_SCAN_ALGO`` picks one (benchmarks).
-The forward saves two tensors for the backward: the segment summaries (``seq``) or the
-chunk-boundary states and an empty tensor (``chunk``).
+is the public function with the contract of ``ref.selective_scan_ref``. Three kernel families,
+picked by ``VIDEOMAMBA_SCAN_ALGO``: ``tile`` (the default: ``triton_tile.py``, time-tiled forward
+and backward; ``VIDEOMAMBA_TILE_BWD=seq`` takes the segmented backward of ``triton_seq.py``
+instead, started from the forward's stored segment states), ``seq`` (``triton_seq.py`` both
+ways) and ``chunk`` (``triton_fwd.py`` / ``triton_bwd.py``, chunked associative scan). The
+forward saves two tensors for the backward:
+the segment-boundary states and an empty tensor (``tile``), the segment summaries (``seq``) or
+the chunk-boundary states and an empty tensor (``chunk``).
 """
 
 from __future__ import annotations
@@ -20,18 +23,27 @@ import os
 from videomamba.ops.selective_scan.triton_bwd import scan_bwd
 from videomamba.ops.selective_scan.triton_fwd import fwd_config, scan_fwd
 from videomamba.ops.selective_scan.triton_seq import seq_bwd, seq_config, seq_fwd
+from videomamba.ops.selective_scan.triton_tile import tile_bwd, tile_fwd
+
+ALGOS = ("tile", "seq", "chunk")
 
 
 def scan_algo() -> str:
-    """``seq`` or ``chunk`` (environment variable ``VIDEOMAMBA_SCAN_ALGO``, default ``seq``)."""
-    algo = os.environ.get("VIDEOMAMBA_SCAN_ALGO", "seq")
-    if algo not in ("seq", "chunk"):
-        raise ValueError(f"VIDEOMAMBA_SCAN_ALGO must be 'seq' or 'chunk', got {algo!r}")
+    """``tile``, ``seq`` or ``chunk`` (environment variable ``VIDEOMAMBA_SCAN_ALGO``, default
+    ``tile``)."""
+    algo = os.environ.get("VIDEOMAMBA_SCAN_ALGO", "tile")
+    if algo not in ALGOS:
+        raise ValueError(f"VIDEOMAMBA_SCAN_ALGO must be one of {ALGOS}, got {algo!r}")
     return algo
 
 
 def run_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, block_l, algo, out=None):
     """One direction's forward: ``(y, last, saved_a, saved_b)``."""
+    if algo == "tile":
+        seg_len = seq_config(u.shape[0], u.shape[1], u.shape[2])["seg_len"]
+        y, last, ck = tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                               reverse=reverse, out=out, ck_steps=seg_len)
+        return y, last, ck, u.new_empty(0, dtype=torch.float32)
     if algo == "seq":
         return seq_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=reverse, out=out)
     y, last, states, used = scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
@@ -44,9 +56,14 @@ def run_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, block_
 def run_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, saved_b, block_l,
             algo, dlast=None, reverse=False, z_mode=0, partner=None) -> dict:
     """One direction's backward (see ``triton_bwd.scan_bwd`` for the outputs)."""
-    if algo == "seq":
+    if algo == "tile" and os.environ.get("VIDEOMAMBA_TILE_BWD", "tile") == "tile":
+        seg_len = seq_config(u.shape[0], u.shape[1], u.shape[2])["seg_len"]
+        return tile_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, seg_len,
+                        dlast=dlast, reverse=reverse, z_mode=z_mode, partner=partner)
+    if algo in ("seq", "tile"):  # tile with VIDEOMAMBA_TILE_BWD=seq: the segmented backward
         return seq_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, saved_b,
-                       dlast=dlast, reverse=reverse, z_mode=z_mode, partner=partner)
+                       dlast=dlast, reverse=reverse, z_mode=z_mode, partner=partner,
+                       entry_states=algo == "tile")
     return scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, block_l,
                     dlast=dlast, reverse=reverse, z_mode=z_mode, partner=partner)
 
@@ -54,6 +71,9 @@ def run_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, sa
 def saved_shapes(batch: int, channels: int, length: int, n_state: int, block_l: int, algo: str):
     """Shapes of the two tensors the forward saves (for the fake implementations)."""
     n_pow2 = max(triton.next_power_of_2(n_state), 2)
+    if algo == "tile":
+        seg_len = seq_config(batch, channels, length)["seg_len"]
+        return (batch, (max(length, 1) - 1) // seg_len, n_pow2, channels), (0,)
     if algo == "seq":
         n_seg = seq_config(batch, channels, length)["n_seg"]
         return (batch, n_seg, n_pow2, channels), (batch, n_seg, channels)

@@ -229,12 +229,13 @@ def _seg_bwd_grads(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dy_ptr, dlast_ptr,
     hseg_ptr, dsum_ptr, gseg_ptr, dnext_ptr, scratch_ptr,
     du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr, partner_ptr,
-    length, channels, chans_per_group, n_state, seg_len, n_seg,
+    length, channels, chans_per_group, n_state, seg_len, n_seg, n_entry,
     su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sg_b, sg_d, sg_t,
     sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
     N: tl.constexpr, BLOCK_D: tl.constexpr, SUB: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, Z_MODE: tl.constexpr,
+    ENTRY_STATES: tl.constexpr,
 ):
     pid_b, pid_d, seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     n_blocks = tl.num_programs(1)
@@ -275,8 +276,16 @@ def _seg_bwd_grads(
                         mask=mask_nd, other=0.0)
 
     # entry state and adjoint carry of this segment
-    h = _fold_states(hseg_ptr, dsum_ptr, A2, pid_b, seg, n_seg, channels, offs_n, offs_d, mask_nd,
-                     mask_d, N, BLOCK_D, REVERSE)
+    if ENTRY_STATES:  # hseg holds the forward's states at the segment boundaries (triton_tile)
+        if REVERSE:
+            k = seg
+        else:
+            k = seg - 1
+        entry = ((pid_b * n_entry + k) * N + offs_n[:, None]) * channels + offs_d[None, :]
+        h = tl.load(hseg_ptr + entry, mask=mask_nd & (k >= 0) & (k < n_entry), other=0.0)
+    else:
+        h = _fold_states(hseg_ptr, dsum_ptr, A2, pid_b, seg, n_seg, channels, offs_n, offs_d,
+                         mask_nd, mask_d, N, BLOCK_D, REVERSE)
     g = tl.zeros((N, BLOCK_D), dtype=tl.float32)
     if REVERSE:
         count = seg
@@ -460,8 +469,11 @@ def seq_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False, 
 
 
 def seq_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, hseg, dsum, dlast=None,
-            reverse=False, z_mode=0, partner=None) -> dict[str, Tensor]:
-    """Backward on the segmented kernels (same outputs as ``triton_bwd.scan_bwd``)."""
+            reverse=False, z_mode=0, partner=None, entry_states=False) -> dict[str, Tensor]:
+    """Backward on the segmented kernels (same outputs as ``triton_bwd.scan_bwd``). With
+    ``entry_states``, ``hseg`` ``(B, (L - 1) // seg_len, N_pow2, D)`` holds the forward's state at
+    each segment boundary (``triton_tile.tile_fwd`` with ``ck_steps=seg_len``) and ``dsum`` is
+    unused; otherwise the segment summaries of ``seq_fwd``."""
     batch, channels, length = u.shape
     n_state = A.shape[1]
     B4, C4 = _b_c_rows(B), _b_c_rows(C)
@@ -469,7 +481,9 @@ def seq_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, hseg, dsum,
     cfg = seq_config(batch, channels, length)
     # the segments must be those of the forward pass: its summaries are indexed by them
     seg_len, n_seg = cfg["seg_len"], cfg["n_seg"]
-    assert hseg.shape[1] == n_seg, "forward and backward segmentations differ"
+    n_entry = hseg.shape[1]
+    expected = (max(length, 1) - 1) // seg_len if entry_states else n_seg
+    assert n_entry == expected, "forward and backward segmentations differ"
     block_d = block_for_groups(cfg["block_d_bwd"], chans_per_group)
     n_pow2 = hseg.shape[2]
     sub = cfg["sub"]
@@ -482,7 +496,7 @@ def seq_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, hseg, dsum,
     dnext = torch.empty(batch, n_seg, channels, **f32)
     zz = z if z is not None else u
     bias = delta_bias if delta_bias is not None else u
-    dl = dlast.contiguous().float() if dlast is not None else dsum
+    dl = dlast.contiguous().float() if dlast is not None else hseg
     flags = dict(N=n_pow2, BLOCK_D=block_d, HAS_BIAS=delta_bias is not None,
                  SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse),
                  HAS_DLAST=dlast is not None, HAS_Z=z is not None, num_warps=1)
@@ -499,15 +513,16 @@ def seq_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, hseg, dsum,
     dC = torch.zeros(C4.shape[0], C4.shape[1], n_state, length, **f32)
     dD = torch.zeros(channels, **f32) if D is not None else None
     dbias = torch.zeros(channels, **f32) if delta_bias is not None else None
-    scratch = torch.empty(batch * n_blocks * n_seg * (seg_len // sub + sub) * n_pow2 * block_d, **f32)
+    per_program = (seg_len // sub + sub) * n_pow2 * block_d
+    scratch = torch.empty(batch * n_blocks * n_seg * per_program, **f32)
     _seg_bwd_grads[grid](
         u, delta, At, B4, C4, D if D is not None else dA, zz, bias, dy, dl,
-        hseg, dsum, gseg, dnext, scratch,
+        hseg if hseg.numel() else gseg, dsum if dsum is not None else gseg, gseg, dnext, scratch,
         du, ddelta, dA, dB, dC, dD if dD is not None else dA, dz if dz is not None else du,
         dbias if dbias is not None else dA, partner if partner is not None else dA,
-        length, channels, chans_per_group, n_state, seg_len, n_seg,
+        length, channels, chans_per_group, n_state, seg_len, n_seg, n_entry,
         *u.stride(), *delta.stride(), *zz.stride(), *dy.stride(),
         *B4.stride(), *C4.stride(), sA_d, sA_n,
-        SUB=sub, HAS_D=D is not None, Z_MODE=z_mode, **flags)
+        SUB=sub, HAS_D=D is not None, Z_MODE=z_mode, ENTRY_STATES=bool(entry_states), **flags)
     return {"du": du, "ddelta": ddelta, "dA": dA, "dB": dB.view(B.shape), "dC": dC.view(C.shape),
             "dD": dD, "dz": dz, "ddelta_bias": dbias}

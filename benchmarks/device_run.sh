@@ -3,6 +3,8 @@
 #   bash benchmarks/device_run.sh call1   # starts the mamba_ssm build (background, sm_90 only),
 #                                         # tunes our kernels, gpu tests (tile), then the scan table
 #                                         # (run 3 of docs/kernels.md)
+#   bash benchmarks/device_run.sh run5    # session 3's single call: build in the background, lean
+#                                         # backward configs, gpu tests, scan table, whole model
 #   bash benchmarks/device_run.sh call2   # builds mamba_ssm again in the background (its wheels,
 #                                         # 66 MB, are too big to carry), sweep, gpu tests, model
 #                                         # (ours, ViT), torch.compile training smoke test, then
@@ -97,6 +99,35 @@ call2)  # one lease: sweep, gpu tests, model (ours, ViT), compile smoke test, th
       --models official --out "$OUT/model_official.json" 2>&1 | tail -9
   [ "$(elapsed)" -lt 560 ] && [ -d /tmp/site/av ] && PYTHONPATH=$PYTHONPATH:/tmp/site timeout $(( 592 - $(elapsed) )) \
       python3 benchmarks/search.py --device cuda --skip-query > "$OUT/search_gpu.json" 2>/dev/null
+  ;;
+run5)  # session 3, one call: build in the background; lean vs previous backward configs; gpu
+       # tests; then (build done) the scan table beside the official kernel and the whole model
+       # beside the official model. Every step has its own timeout and writes into $OUT as it goes.
+  { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+    python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.version.cuda)"; } | tee "$OUT/device.txt"
+  (setsid bash "$0" build > /tmp/build.log 2>&1 &)
+  timeout 90 python3 benchmarks/scan.py --backends triton --lengths 1569 --check-lengths 0 \
+      --bwd-check "lean:4,8,10,200,lean:4,8,12,168,lean:4,8,8,0,1,lean:4,8,0,0,lean_noatomics:4,8,10,200" \
+      --bwd-check-lengths 1569 \
+      --out "$OUT/scan_bwd_check.json" > "$OUT/scan_bwd_check.log" 2>&1
+  grep -E "bwd |Error|error" "$OUT/scan_bwd_check.log" | cut -c1-220 | tail -12
+  export VIDEOMAMBA_LEAN_BWD_CONFIG=$(python3 -c "import json;print(json.load(open('$OUT/scan_bwd_check.json'))['bwd_check']['best_lean'].split(':')[1])" 2>/dev/null || echo 4,8,10,200)
+  echo "bwd check done at $(elapsed)s, lean config $VIDEOMAMBA_LEAN_BWD_CONFIG"
+  timeout 120 python3 -m pytest tests/ops -m gpu -v --tb=line -p no:cacheprovider \
+      -k "tile_backwards or bidir" > "$OUT/gpu_tests_1.log" 2>&1
+  echo "tests 1 done at $(elapsed)s"; grep -E "FAILED|passed|failed" "$OUT/gpu_tests_1.log" | cut -c1-200 | tail -6
+  timeout $(( 390 - $(elapsed) )) python3 -m pytest tests/ops -m gpu -v --tb=line -p no:cacheprovider \
+      -k "(optional and tile) or inductor or (matches_ref and (bf16 or 1000)) or (tile_configs and rev)" \
+      > "$OUT/gpu_tests_2.log" 2>&1
+  echo "tests 2 done at $(elapsed)s"; grep -E "FAILED|passed|failed" "$OUT/gpu_tests_2.log" | cut -c1-200 | tail -8
+  while [ ! -f /tmp/build.ok ] && [ "$(elapsed)" -lt 430 ] && pgrep -f "device_run.sh build" >/dev/null; do sleep 5; done
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -3 /tmp/build.log; cp /tmp/build.log "$OUT/build.log"
+  BACKENDS=triton,triton_prev,sdpa; [ -f /tmp/build.ok ] && BACKENDS=triton,triton_prev,mamba_ssm,sdpa
+  timeout 110 python3 benchmarks/scan.py --backends $BACKENDS --check-lengths 1569 \
+      --out "$OUT/scan.json" > "$OUT/scan.log" 2>&1; tail -7 "$OUT/scan.log"
+  echo "scan done at $(elapsed)s"
+  [ "$(elapsed)" -lt 560 ] && timeout $(( 588 - $(elapsed) )) python3 benchmarks/model.py \
+      --models ours,official,vit_sdpa --out "$OUT/model.json" > "$OUT/model.log" 2>&1; tail -12 "$OUT/model.log"
   ;;
 build)
   build_official "$PWD"

@@ -62,6 +62,44 @@ class _Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+# Names the official mamba_ssm code imports from ``transformers.generation`` (for its language
+# model's ``generate``, never called here) that newer transformers releases removed.
+REMOVED_GENERATION_NAMES = ("GreedySearchDecoderOnlyOutput", "SampleDecoderOnlyOutput")
+
+
+def patch_transformers_generation() -> list[str]:
+    """Give ``transformers.generation`` the output classes the official code imports where this
+    transformers no longer has them (the current ``GenerateDecoderOnlyOutput``, or a plain class),
+    so that the official model imports; a runtime patch of the installed package, nothing in our
+    code. Returns the names added."""
+    try:
+        import transformers.generation as generation
+    except ImportError:
+        return []
+    added = []
+    for name in REMOVED_GENERATION_NAMES:
+        try:
+            getattr(generation, name)
+        except (AttributeError, ImportError):
+            try:
+                replacement = generation.GenerateDecoderOnlyOutput
+            except (AttributeError, ImportError):
+                replacement = type(name, (), {})
+            setattr(generation, name, replacement)
+            added.append(name)
+    return added
+
+
+def import_official(official_dir: str):
+    """The official model module (``videomamba_official.py`` beside its ``mamba_ssm`` copy)."""
+    if official_dir not in sys.path:
+        sys.path.insert(0, official_dir)
+    patch_transformers_generation()
+    import videomamba_official
+
+    return videomamba_official
+
+
 def build(name: str, frames: int, official_dir: str | None) -> nn.Module:
     if name == "ours":
         from videomamba import create_model
@@ -69,10 +107,7 @@ def build(name: str, frames: int, official_dir: str | None) -> nn.Module:
         return create_model("videomamba_small", num_frames=frames, num_classes=400,
                             scan_backend="triton")
     if name == "official":
-        sys.path.insert(0, official_dir)
-        import videomamba_official
-
-        return videomamba_official.videomamba_small(num_frames=frames, num_classes=400)
+        return import_official(official_dir).videomamba_small(num_frames=frames, num_classes=400)
     if name == "vit_sdpa":
         return JointAttentionViT(frames=frames)
     raise ValueError(name)

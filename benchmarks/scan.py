@@ -8,9 +8,13 @@ move (inputs read once, outputs written once) over the copy bandwidth measured a
 
     python benchmarks/scan.py --out scan.json [--sweep] [--backends triton,torch,mamba_ssm,sdpa]
 
-Backends: ``triton`` (ours, the default tiled kernels), ``triton_seq`` / ``triton_chunk`` (our
+Backends: ``triton`` (ours, the default tiled forward with the lean backward), ``triton_prev``
+(the tiled forward with the previous tiled backward), ``triton_seq`` / ``triton_chunk`` (our
 earlier kernels), ``torch``, ``mamba_ssm`` (the official CUDA kernel), ``sdpa``. ``--sweep`` first
-tunes the tiled kernels' configs at ``--sweep-length`` and keeps the best for the table.
+tunes the tiled kernels' configs at ``--sweep-length`` and keeps the best for the table;
+``--bwd-check`` times backward configurations (``lean:T,BLOCK_D,slots,maxnreg`` or
+``tile:T,BLOCK_D[,maxnreg]``) at ``--bwd-check-lengths`` and keeps the best lean one for the table.
+The JSON is rewritten after each step, so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ TILE_SWEEP = ["8,8,1", "8,8,2", "8,8,3", "4,8,1", "4,8,2", "16,8,1", "8,16,1", "
 # whose segment length the tiled backward shares)
 BWD_SWEEP = [("8,8", "64,8,16,4096"), ("8,8", "64,8,16,2048"), ("8,8", "64,8,16,8192"),
              ("4,8", "64,8,16,4096"), ("8,16", "64,8,16,4096")]
-ALGO_OF = {"triton": "tile", "triton_seq": "seq", "triton_chunk": "chunk"}
+ALGO_OF = {"triton": "tile", "triton_prev": "tile", "triton_seq": "seq", "triton_chunk": "chunk"}
+TILE_BWD_OF = {"triton": "lean", "triton_prev": "tile"}  # the tiled forward's backward
+# lean backward "T,BLOCK_D,slots per SM (0: a program per work item),maxnreg (0: uncapped)
+# [,prefetch]"
+# (ptxas: T=4 needs 254 registers uncapped, none spilled at 200, one reload per tile at 168; T=2
+# none at 144); the previous one "tile:T,BLOCK_D[,maxnreg]" (its default is the table's triton_prev)
+BWD_CHECK = ["lean:4,8,10,200", "lean:4,8,12,168", "lean:4,8,8,0", "lean:4,8,8,0,1",
+             "lean:4,8,0,0", "lean:4,8,0,200", "lean:2,8,14,144", "lean_noatomics:4,8,10,200"]
 CHUNK_CONFIG = {"fwd": "4,64,4", "bwd": "4,64,4"}  # best of the chunked kernels' sweep (run 1)
 
 
@@ -83,6 +94,7 @@ def floor_bytes(length: int) -> dict:
 def scan_fn(backend: str):
     if backend in ALGO_OF:
         os.environ["VIDEOMAMBA_SCAN_ALGO"] = ALGO_OF[backend]
+        os.environ["VIDEOMAMBA_TILE_BWD"] = TILE_BWD_OF.get(backend, "lean")
         from videomamba.ops.selective_scan.triton_op import selective_scan_triton
 
         return selective_scan_triton
@@ -179,8 +191,8 @@ def sweep(length: int) -> dict:
     res = {}
     for pair in pairs:
         os.environ["VIDEOMAMBA_TILE_BWD_CONFIG"], os.environ["VIDEOMAMBA_SEQ_CONFIG"] = pair.split("/")
-        try:
-            res[pair] = time_scan("triton", length)
+        try:  # the previous tiled backward (the lean one has VIDEOMAMBA_LEAN_BWD_CONFIG)
+            res[pair] = time_scan("triton_prev", length)
         except Exception as err:  # a configuration that does not compile is reported
             res[pair] = {"error": repr(err)[:200]}
         print(f"  bwd {pair}: {res[pair]}", flush=True)
@@ -188,6 +200,43 @@ def sweep(length: int) -> dict:
     best = min(ok, key=ok.get)
     os.environ["VIDEOMAMBA_TILE_BWD_CONFIG"], os.environ["VIDEOMAMBA_SEQ_CONFIG"] = best.split("/")
     return {"tile": tile, "bwd": {"results": res, "best": best, "length": length}}
+
+
+def bwd_check(lengths: list[int], entries: list[str], save=None) -> dict:
+    """Forward+backward time and extra peak memory of each backward configuration
+    (``kind:config``) at each length; the best lean configuration (sum over lengths) stays set.
+    ``save(partial)`` is called after each configuration."""
+    keys = {"lean": "VIDEOMAMBA_LEAN_BWD_CONFIG", "tile": "VIDEOMAMBA_TILE_BWD_CONFIG",
+            "lean_noatomics": "VIDEOMAMBA_LEAN_BWD_CONFIG"}
+    res = {}
+    for entry in entries:
+        kind, cfg = entry.split(":")
+        # lean_noatomics: a timing ablation (dB and dC not accumulated, so wrong): their cost
+        os.environ["VIDEOMAMBA_LEAN_ABLATE"] = "atomics" if kind == "lean_noatomics" else ""
+        saved = os.environ.get(keys[kind])
+        os.environ[keys[kind]] = cfg
+        res[entry] = {}
+        for length in lengths:
+            try:
+                backend = "triton_prev" if kind == "tile" else "triton"
+                res[entry][length] = time_scan(backend, length)
+            except Exception as err:  # a configuration that does not compile is reported
+                res[entry][length] = {"error": repr(err)[:200]}
+            torch.cuda.empty_cache()
+            print(f"  bwd {entry} L={length}: {res[entry][length]}", flush=True)
+        if save is not None:
+            save({"results": res, "lengths": lengths})
+        if saved is None:
+            del os.environ[keys[kind]]
+        else:
+            os.environ[keys[kind]] = saved
+    os.environ["VIDEOMAMBA_LEAN_ABLATE"] = ""
+    totals = {e: sum(r["fwd_bwd_ms"] for r in v.values()) for e, v in res.items()
+              if e.startswith("lean:") and all("fwd_bwd_ms" in r for r in v.values())}
+    best = min(totals, key=totals.get) if totals else None
+    if best:
+        os.environ["VIDEOMAMBA_LEAN_BWD_CONFIG"] = best.split(":")[1]
+    return {"results": res, "best_lean": best, "lengths": lengths}
 
 
 def plot(json_paths: list[str], png: str) -> None:
@@ -215,7 +264,9 @@ def plot(json_paths: list[str], png: str) -> None:
                     continue
                 seen.add((name, key))
                 pts = [(r["L"], r[name][key]) for r in rows if key in r.get(name, {})]
-                label = {"triton": "ours (Triton, tiled)", "triton_seq": "ours (Triton, segmented)",
+                label = {"triton": "ours (Triton, tiled, lean backward)",
+                         "triton_prev": "ours (Triton, tiled, previous backward)",
+                         "triton_seq": "ours (Triton, segmented)",
                          "triton_chunk": "ours (Triton, chunked)",
                          "mamba_ssm": "official CUDA (mamba_ssm 2.3.2.post1)",
                          "torch": "torch path", "sdpa": "SDPA attention, same tokens"}.get(name, name)
@@ -244,6 +295,10 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true", help="tune the Triton configs first")
     parser.add_argument("--sweep-length", type=int, default=3137)
     parser.add_argument("--check-lengths", default="1569", help="lengths of the reference check")
+    parser.add_argument("--bwd-check", nargs="?", const=",".join(BWD_CHECK), default=None,
+                        help="time these backward configurations first (comma-separated "
+                        "kind:config; no value: the built-in list)")
+    parser.add_argument("--bwd-check-lengths", default="1569,6273")
     parser.add_argument("--torch-max-length", type=int, default=3137,
                         help="skip the (slow) torch path above this length")
     parser.add_argument("--plot", nargs="+", metavar="JSON",
@@ -276,10 +331,19 @@ def main() -> int:
             report["mamba_ssm_error"] = str(err)
     if args.sweep and "triton" in backends:
         report["sweep"] = sweep(args.sweep_length)
+    if args.bwd_check:
+        def save(partial: dict) -> None:
+            report["bwd_check"] = partial
+            write_report(report, args.out)
+
+        report["bwd_check"] = bwd_check([int(v) for v in args.bwd_check_lengths.split(",")],
+                                        _split_entries(args.bwd_check), save)
+        write_report(report, args.out)
     os.environ.setdefault("VIDEOMAMBA_SCAN_FWD_CONFIG", CHUNK_CONFIG["fwd"])
     os.environ.setdefault("VIDEOMAMBA_SCAN_BWD_CONFIG", CHUNK_CONFIG["bwd"])
     report["configs"] = {k: os.environ.get(k, "default") for k in (
-        "VIDEOMAMBA_TILE_CONFIG", "VIDEOMAMBA_TILE_BWD_CONFIG", "VIDEOMAMBA_SEQ_CONFIG",
+        "VIDEOMAMBA_TILE_CONFIG", "VIDEOMAMBA_TILE_BWD_CONFIG", "VIDEOMAMBA_LEAN_BWD_CONFIG",
+        "VIDEOMAMBA_SEQ_CONFIG",
         "VIDEOMAMBA_SCAN_FWD_CONFIG", "VIDEOMAMBA_SCAN_BWD_CONFIG")}
     rows = []
     for length in lengths:
@@ -297,14 +361,29 @@ def main() -> int:
         if str(length) in args.check_lengths.split(","):
             row["vs_ref"] = cross_check(length, [b for b in backends if b not in ("sdpa", "torch")])
         rows.append(row)
+        report["rows"] = rows
+        write_report(report, args.out)
         print(json.dumps(row), flush=True)
-    report["rows"] = rows
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=1)
-    os.replace(tmp, args.out)
     print_table(report, backends)
     return 0
+
+
+def _split_entries(text: str) -> list[str]:
+    """``"lean:4,8,10,200,tile:4,8"`` -> ``["lean:4,8,10,200", "tile:4,8"]``."""
+    entries: list[str] = []
+    for part in text.split(","):
+        if ":" in part or not entries:
+            entries.append(part)
+        else:
+            entries[-1] += "," + part
+    return entries
+
+
+def write_report(report: dict, path: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(report, fh, indent=1)
+    os.replace(tmp, path)
 
 
 def print_table(report: dict, backends: list[str]) -> None:

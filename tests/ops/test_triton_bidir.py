@@ -83,6 +83,11 @@ def check_bidirectional(length, channels, d_state, dt_rank):
         f"bwd.{n}" for n in BranchWeights._fields]
     for name, got, want in zip(names, [y, *grads], [y_ref, *ref_grads]):
         assert torch.isfinite(got).all(), name
+        if not want.any():  # exactly zero (A_log at L=1: no earlier state); a compiled kernel
+            # contracts h - B x into one FMA, so ours may hold float32 rounding (~1e-7)
+            worst = got.double().abs().max().item()
+            assert worst <= 1e-5, f"{name}: reference is 0, ours reaches {worst:.1e}"
+            continue
         err = ((got - want).double().norm() / want.double().norm().clamp_min(1e-6)).item()
         assert err < 2e-5, f"{name}: relative error {err:.2e}"
 

@@ -132,13 +132,19 @@ def test_interpreter_matches_ref(dtype, length, use, reverse, groups, algo, monk
 
 
 @pytest.mark.skipif(ON_GPU, reason="CPU interpreter test")
-@pytest.mark.parametrize("segments,backward", [("1", "tile"), ("3", "tile"), ("2", "seq")])
-def test_interpreter_tile_segments(segments, backward, monkeypatch):
+@pytest.mark.parametrize("segments,backward,slots,prefetch", [
+    ("1", "lean", "1", "0"), ("3", "lean", "1", "0"), ("3", "lean", "0", "1"),
+    ("3", "lean", "1", "1"), ("3", "tile", "1", "0"), ("2", "seq", "1", "0")])
+def test_interpreter_tile_segments(segments, backward, slots, prefetch, monkeypatch):
     """The tiled forward walked in one segment and in three (summaries folded), both ways, with
-    the tiled backward and with the segmented one started from the forward's states."""
+    the lean backward (2 persistent programs looping over the work items, or one program per
+    item; with and without prefetching), the previous tiled backward, and the segmented one
+    started from the forward's states."""
     monkeypatch.setenv("VIDEOMAMBA_SCAN_ALGO", "tile")
     monkeypatch.setenv("VIDEOMAMBA_TILE_SEGMENTS", segments)
     monkeypatch.setenv("VIDEOMAMBA_TILE_BWD", backward)
+    monkeypatch.setenv("VIDEOMAMBA_LEAN_SLOTS", slots)
+    monkeypatch.setenv("VIDEOMAMBA_LEAN_PREFETCH", prefetch)
     for reverse in (False, True):
         inputs = make_inputs(1, 8, 5, 23, torch.float32, seed=11)
         check_against_ref(inputs, OPTIONAL, TOLERANCE[torch.float32], reverse=reverse)
@@ -195,12 +201,31 @@ def test_gpu_each_optional_argument(opt, reverse, algo, monkeypatch):
                                     "16,8,1/2,8", "8,16,2/8,8"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 def test_gpu_tile_configs(config, reverse, monkeypatch):
-    """The tiled kernels at each forward / backward configuration the benchmark may pick."""
+    """The tiled forward at each configuration the benchmark may pick, with the previous tiled
+    backward at each of its configurations."""
     monkeypatch.setenv("VIDEOMAMBA_SCAN_ALGO", "tile")
+    monkeypatch.setenv("VIDEOMAMBA_TILE_BWD", "tile")
     fwd, bwd = config.split("/")
     monkeypatch.setenv("VIDEOMAMBA_TILE_CONFIG", fwd)
     monkeypatch.setenv("VIDEOMAMBA_TILE_BWD_CONFIG", bwd)
     inputs = make_inputs(2, 64, 16, 1000, torch.bfloat16, seed=4)
+    check_against_ref(inputs, OPTIONAL, TOLERANCE[torch.bfloat16], reverse=reverse)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
+@pytest.mark.parametrize("backward,config", [
+    ("lean", "4,8,10,200"), ("lean", "4,8,8,0,1"), ("lean", "4,8,0,0"), ("lean", "2,8,14,144"),
+    ("tile", "4,8")])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_gpu_tile_backwards(backward, config, reverse, monkeypatch):
+    """The lean backward (persistent or one program per item, register caps) and the previous
+    tiled backward at each configuration the benchmark may pick."""
+    monkeypatch.setenv("VIDEOMAMBA_SCAN_ALGO", "tile")
+    monkeypatch.setenv("VIDEOMAMBA_TILE_BWD", backward)
+    key = "VIDEOMAMBA_LEAN_BWD_CONFIG" if backward == "lean" else "VIDEOMAMBA_TILE_BWD_CONFIG"
+    monkeypatch.setenv(key, config)
+    inputs = make_inputs(2, 64, 16, 1000, torch.bfloat16, seed=5)
     check_against_ref(inputs, OPTIONAL, TOLERANCE[torch.bfloat16], reverse=reverse)
 
 

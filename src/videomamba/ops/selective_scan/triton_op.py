@@ -3,9 +3,10 @@
 
 ``videomamba::scan_fwd`` / ``videomamba::scan_bwd`` wrap one direction; ``selective_scan_triton``
 is the public function with the contract of ``ref.selective_scan_ref``. Three kernel families,
-picked by ``VIDEOMAMBA_SCAN_ALGO``: ``tile`` (the default: ``triton_tile.py``, time-tiled forward
-and backward; ``VIDEOMAMBA_TILE_BWD=seq`` takes the segmented backward of ``triton_seq.py``
-instead, started from the forward's stored segment states), ``seq`` (``triton_seq.py`` both
+picked by ``VIDEOMAMBA_SCAN_ALGO``: ``tile`` (the default: ``triton_tile.py``, time-tiled forward;
+its backward by ``VIDEOMAMBA_TILE_BWD``: ``lean`` (default, ``triton_tile_bwd.py``), ``tile`` (the
+previous one in ``triton_tile.py``) or ``seq`` (the segmented backward of ``triton_seq.py``,
+started from the forward's stored segment states)), ``seq`` (``triton_seq.py`` both
 ways) and ``chunk`` (``triton_fwd.py`` / ``triton_bwd.py``, chunked associative scan). The
 forward saves two tensors for the backward:
 the segment-boundary states and an empty tensor (``tile``), the segment summaries (``seq``) or
@@ -24,6 +25,7 @@ from videomamba.ops.selective_scan.triton_bwd import scan_bwd
 from videomamba.ops.selective_scan.triton_fwd import fwd_config, scan_fwd
 from videomamba.ops.selective_scan.triton_seq import seq_bwd, seq_config, seq_fwd
 from videomamba.ops.selective_scan.triton_tile import tile_bwd, tile_fwd
+from videomamba.ops.selective_scan.triton_tile_bwd import lean_bwd
 
 ALGOS = ("tile", "seq", "chunk")
 
@@ -56,9 +58,11 @@ def run_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, block_
 def run_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, saved_b, block_l,
             algo, dlast=None, reverse=False, z_mode=0, partner=None) -> dict:
     """One direction's backward (see ``triton_bwd.scan_bwd`` for the outputs)."""
-    if algo == "tile" and os.environ.get("VIDEOMAMBA_TILE_BWD", "tile") == "tile":
+    tile_bwd_kind = os.environ.get("VIDEOMAMBA_TILE_BWD", "lean")
+    if algo == "tile" and tile_bwd_kind in ("lean", "tile"):
         seg_len = seq_config(u.shape[0], u.shape[1], u.shape[2])["seg_len"]
-        return tile_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, seg_len,
+        backward = lean_bwd if tile_bwd_kind == "lean" else tile_bwd
+        return backward(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, seg_len,
                         dlast=dlast, reverse=reverse, z_mode=z_mode, partner=partner)
     if algo in ("seq", "tile"):  # tile with VIDEOMAMBA_TILE_BWD=seq: the segmented backward
         return seq_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, saved_b,

@@ -504,13 +504,14 @@ def _tile_bwd(
             tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
 
 
-def tile_bwd_config() -> tuple[int, int]:
-    """``T`` and ``BLOCK_D`` of the tiled backward (``VIDEOMAMBA_TILE_BWD_CONFIG="T,BLOCK_D"``)."""
+def tile_bwd_config() -> tuple[int, int, int]:
+    """``T``, ``BLOCK_D`` and the register cap (0: none) of the tiled backward
+    (``VIDEOMAMBA_TILE_BWD_CONFIG="T,BLOCK_D[,maxnreg]"``)."""
     if interpreting():
-        return 4, 8
+        return 4, 8, 0
     text = os.environ.get("VIDEOMAMBA_TILE_BWD_CONFIG")
-    t, block_d = (int(v) for v in text.split(",")) if text else (4, 8)  # best of the sweep
-    return t, block_d
+    values = [int(v) for v in text.split(",")] if text else [4, 8]  # best of the sweep
+    return values[0], values[1], values[2] if len(values) > 2 else 0
 
 
 def tile_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_len, dlast=None,
@@ -521,7 +522,7 @@ def tile_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
     n_state = A.shape[1]
     B4, C4 = as_groups(B), as_groups(C)
     chans_per_group = channels // B4.shape[1]
-    t, block_d = tile_bwd_config()
+    t, block_d, maxnreg = tile_bwd_config()
     if seg_len % t:
         raise ValueError(f"backward segment length {seg_len} is not a multiple of the tile {t}")
     block_d = block_for_groups(block_d, chans_per_group)
@@ -560,6 +561,8 @@ def tile_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
                  HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
                  REVERSE=bool(reverse), HAS_DLAST=dlast is not None, Z_MODE=z_mode,
                  SPLIT_N=block_d < 32, num_warps=max(block_d // 32, 1))
+    if maxnreg > 0:
+        flags["maxnreg"] = maxnreg
     if n_seg > 1:
         _tile_bwd[grid](*args, SUMMARY=True, **flags)
     _tile_bwd[grid](*args, SUMMARY=False, **flags)

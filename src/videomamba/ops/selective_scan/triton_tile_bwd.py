@@ -1,0 +1,430 @@
+"""Lean backward of the tiled scan (``VIDEOMAMBA_TILE_BWD=lean``, the default with the tiled
+forward; ``triton_tile.tile_bwd`` is the previous one, ``VIDEOMAMBA_TILE_BWD=tile``).
+
+Same segmentation, summaries and layout as ``triton_tile._tile_bwd``; the differences:
+
+* **Optionally persistent programs** (``slots_per_sm`` > 0; not the default, it measured
+  slower). A fixed grid of programs (what fits on the GPU at once) loops over the work items
+  (batch row, channel block, segment), so the per-program scratch holding each tile's entry state
+  is ``programs * seg_len / T`` states instead of one per tile of the whole problem
+  (``B*D*N*L/T`` float32: 155 MB at B=8, D=768, L=1569). The default grid is one program per
+  work item (a loop of one iteration), as in the previous backward.
+* **One load and one exponential per step in the gradient pass.** The previous backward loaded
+  the tile twice (in time order for the states, reversed and shifted by one step for the
+  adjoint) and computed ``exp(delta A)`` twice. Here the tile is loaded once; the adjoint
+  ``g_t = c_t + a_{t+1} g_{t+1}`` (``a`` the decay, ``c = C dout``) runs over the flipped tile
+  (a flip along the in-register axis is register renaming) as a scan whose elements carry their
+  own decay to the next element: ``(p, q, a)`` composes as ``(p2 + q2 a1 p1, q2 a1 q1, a2)``, so
+  the decay of the step after the tile enters with the carry and no shifted load is needed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from videomamba.ops.selective_scan.triton_fwd import (
+    _softplus,
+    as_groups,
+    block_for_groups,
+    interpreting,
+)
+from videomamba.ops.selective_scan.triton_tile import _a_by_state, _affine_combine
+
+LOG2E = tl.constexpr(1.4426950408889634)
+
+
+@triton.jit
+def _shifted_decay_combine(p1, q1, a1, p2, q2, a2):
+    """Compose adjoint steps ``g -> p + q * a_prev * g`` (``1`` first, reverse scan order); each
+    element's own decay ``a`` multiplies the adjoint it hands to the next element."""
+    return p2 + q2 * a1 * p1, q2 * a1 * q1, a2
+
+
+@triton.jit
+def _delta(raw, bias, m, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """delta after bias and softplus, 0 outside the sequence (a padding step is the identity)."""
+    dt = raw.to(tl.float32)
+    if HAS_BIAS:
+        dt = dt + bias
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    return tl.where(m, dt, 0.0)
+
+
+@triton.jit
+def _tile_steps(i, seg, seg_len, n_t, offs_t, T: tl.constexpr, REVERSE: tl.constexpr):
+    """Tile ``i`` of segment ``seg``: its lowest position and its positions ``(1, 1, T)`` in scan
+    order (a reverse scan walks the segment's tiles from the top)."""
+    if REVERSE:
+        low = seg * seg_len + (n_t - 1 - i) * T
+        t = low + T - 1 - offs_t
+    else:
+        low = seg * seg_len + i * T
+        t = low + offs_t
+    return low, t
+
+
+@triton.jit
+def _grad_tile_loads(i, seg, seg_len, n_t, length, offs_t, mask_d, mask_nd, bc_mask, B_base,
+                     C_base, scratch, d_base, u_base, z_base, dy_ptr, partner_ptr, g_off, sB_t,
+                     sC_t, sd_t, su_t, sz_t, sg_t, N: tl.constexpr, BLOCK_D: tl.constexpr,
+                     T: tl.constexpr, HAS_Z: tl.constexpr, Z_MODE: tl.constexpr,
+                     REVERSE: tl.constexpr):
+    """The raw inputs of the gradient pass's tile ``i`` (stand-ins for the unused ones); ``i``
+    may be -1 (the prefetch after the last tile): its entry state is not read."""
+    _, t = _tile_steps(i, seg, seg_len, n_t, offs_t, T, REVERSE)
+    valid = (t >= 0) & (t < length)
+    m = valid & mask_d
+    Ct = tl.load(C_base + t * sC_t, mask=valid & bc_mask, other=0.0)
+    Bt = tl.load(B_base + t * sB_t, mask=valid & bc_mask, other=0.0)
+    h = tl.load(scratch + i * (N * BLOCK_D), mask=mask_nd & (i >= 0), other=0.0)
+    dt_raw = tl.load(d_base + t * sd_t, mask=m, other=0.0)
+    u = tl.load(u_base + t * su_t, mask=m, other=0.0)
+    dy = tl.load(dy_ptr + g_off + t * sg_t, mask=m, other=0.0)
+    zt = u
+    partner = dy
+    if HAS_Z:
+        zt = tl.load(z_base + t * sz_t, mask=m, other=0.0)
+        if Z_MODE == 2:
+            partner = tl.load(partner_ptr + g_off + t * sg_t, mask=m, other=0.0)
+    return Ct, Bt, h, dt_raw, u, dy, zt, partner
+
+
+@triton.jit(do_not_specialize=["su_t", "sd_t", "sz_t", "sg_t", "sA_d", "sA_n", "sB_n", "sB_t",
+                               "sC_n", "sC_t"])
+def _tile_bwd_lean(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dy_ptr, dlast_ptr,
+    ck_ptr, gseg_ptr, dnext_ptr, scratch_ptr,
+    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr, partner_ptr,
+    batch, n_blocks, length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
+    su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sg_b, sg_d, sg_t,
+    sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
+    N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, Z_MODE: tl.constexpr,
+    SUMMARY: tl.constexpr, SPLIT_N: tl.constexpr, BC_ATOMICS: tl.constexpr,
+    PREFETCH: tl.constexpr,
+):
+    offs_dl = tl.arange(0, BLOCK_D)[:, None, None]
+    offs_n = tl.arange(0, N)[None, :, None]  # (1, N, 1)
+    offs_t = tl.arange(0, T)[None, None, :]  # (1, 1, T)
+    mask_n = offs_n < n_state
+    n_groups = channels // chans_per_group
+    first = offs_t == 0
+    last_step = offs_t == T - 1
+    n_t = seg_len // T
+    if REVERSE:
+        last_t = 0
+    else:
+        last_t = length - 1
+    if SPLIT_N:  # B and C at the full tile shape when N is split across lanes
+        bc_d = offs_dl * 0
+    else:
+        bc_d = 0
+    # this program's scratch slot: the entry state of each tile of its current segment
+    scratch = (scratch_ptr + tl.program_id(0).to(tl.int64) * (n_t * N * BLOCK_D)
+               + offs_n * BLOCK_D + offs_dl)
+    n_work = batch * n_blocks * n_seg
+    for work in range(tl.program_id(0), n_work, tl.num_programs(0)):
+        pid_b = work % batch
+        pid_d = (work // batch) % n_blocks
+        seg = work // (batch * n_blocks)
+        offs_d = pid_d * BLOCK_D + offs_dl  # (BLOCK_D, 1, 1)
+        mask_d = offs_d < channels
+        mask_nd = mask_n & mask_d
+        if SPLIT_N:
+            bc_mask = mask_nd
+        else:
+            bc_mask = mask_n
+        group = (pid_d * BLOCK_D) // chans_per_group
+        a_ptrs = A_ptr + offs_d * sA_d + offs_n * sA_n
+        A2 = tl.load(a_ptrs, mask=mask_nd, other=0.0) * LOG2E  # (BLOCK_D, N, 1)
+        bias = 0.0
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        Dv = 0.0
+        if HAS_D:
+            Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+        u_base = u_ptr + pid_b * su_b + offs_d * su_d
+        d_base = delta_ptr + pid_b * sd_b + offs_d * sd_d
+        z_base = z_ptr + pid_b * sz_b + offs_d * sz_d
+        g_off = pid_b * sg_b + offs_d * sg_d
+        B_base = B_ptr + pid_b * sB_b + group * sB_g + offs_n * sB_n + bc_d
+        C_base = C_ptr + pid_b * sC_b + group * sC_g + offs_n * sC_n + bc_d
+        dbc_base = ((pid_b * n_groups + group) * n_state + offs_n) * length  # (1, N, 1)
+        dlast = 0.0
+        if HAS_DLAST:
+            dlast = tl.load(dlast_ptr + (pid_b * channels + offs_d) * n_state + offs_n,
+                            mask=mask_nd, other=0.0)
+
+        if SUMMARY:  # the adjoint at the segment's first scan step from a zero carry, and the
+            # sum of delta_{next(t)} over the segment (as triton_tile._tile_bwd)
+            g_carry = tl.zeros((BLOCK_D, N, 1), dtype=tl.float32)
+            dnext_acc = tl.zeros((BLOCK_D, 1, T), dtype=tl.float32)
+            for ii in range(0, n_t):
+                i = n_t - 1 - ii
+                if REVERSE:
+                    low = seg * seg_len + (n_t - 1 - i) * T
+                    t_r = low + offs_t
+                    t_rnx = t_r - 1
+                else:
+                    low = seg * seg_len + i * T
+                    t_r = low + T - 1 - offs_t
+                    t_rnx = t_r + 1
+                valid_r = (t_r >= 0) & (t_r < length)
+                m_r = valid_r & mask_d
+                m_rnx = (t_rnx >= 0) & (t_rnx < length) & mask_d
+                C_r = tl.load(C_base + t_r * sC_t, mask=valid_r & bc_mask, other=0.0)
+                dtn_r = tl.load(d_base + t_rnx * sd_t, mask=m_rnx, other=0.0)
+                dout_r = tl.load(dy_ptr + g_off + t_r * sg_t, mask=m_r, other=0.0).to(tl.float32)
+                if HAS_Z:
+                    z_r = tl.load(z_base + t_r * sz_t, mask=m_r, other=0.0).to(tl.float32)
+                    dout_r = dout_r * z_r * tl.sigmoid(z_r)
+                if SPLIT_N:  # the last load: its layout is the arithmetic's (triton_tile)
+                    A2 = tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0) * LOG2E
+                dtn_r = _delta(dtn_r, bias, m_rnx, HAS_BIAS, SOFTPLUS)
+                c_r = C_r.to(tl.float32) * dout_r
+                if HAS_DLAST:
+                    c_r += tl.where(t_r == last_t, dlast, 0.0)
+                decay_nx = tl.exp2(A2 * dtn_r)
+                c_r = tl.where(first, c_r + decay_nx * g_carry, c_r)
+                _, g_r = tl.associative_scan((decay_nx, c_r), axis=2, combine_fn=_affine_combine)
+                g_carry = tl.sum(tl.where(last_step, g_r, -0.0), axis=2, keep_dims=True)
+                dnext_acc += dtn_r
+            summary = ((pid_b * n_seg + seg) * N + offs_n) * channels + offs_d
+            tl.store(gseg_ptr + summary, g_carry, mask=mask_nd)
+            tl.store(dnext_ptr + (pid_b * n_seg + seg) * channels + offs_d,
+                     tl.sum(dnext_acc, axis=2, keep_dims=True), mask=mask_d)
+        else:
+            # adjoint carry: at the first scan step after this segment, with that step's decay
+            g_carry = tl.zeros((BLOCK_D, N, 1), dtype=tl.float32)
+            if REVERSE:
+                count = seg
+                t_after = seg * seg_len - 1
+            else:
+                count = n_seg - 1 - seg
+                t_after = (seg + 1) * seg_len
+            for k in range(0, count):  # the segments after this one, from the scan's end back
+                if REVERSE:
+                    j = k
+                else:
+                    j = n_seg - 1 - k
+                sj = ((pid_b * n_seg + j) * N + offs_n) * channels + offs_d
+                gj = tl.load(gseg_ptr + sj, mask=mask_nd, other=0.0)
+                dj = tl.load(dnext_ptr + (pid_b * n_seg + j) * channels + offs_d, mask=mask_d,
+                             other=0.0)
+                g_carry = tl.exp2(A2 * dj) * g_carry + gj
+            m_after = (t_after >= 0) & (t_after < length) & mask_d
+            dt_after = _delta(tl.load(d_base + t_after * sd_t, mask=m_after, other=0.0), bias,
+                              m_after, HAS_BIAS, SOFTPLUS)
+            a_carry = tl.exp2(A2 * dt_after)  # (BLOCK_D, N, 1)
+
+            # pass 1: each tile's entry state into this program's scratch slot
+            if REVERSE:
+                k_entry = seg
+            else:
+                k_entry = seg - 1
+            ck = ((pid_b * n_ck + k_entry) * N + offs_n) * channels + offs_d
+            h = tl.load(ck_ptr + ck, mask=mask_nd & (k_entry >= 0) & (k_entry < n_ck), other=0.0)
+            for i in range(0, n_t):
+                tl.store(scratch + i * (N * BLOCK_D), h, mask=mask_nd)
+                if REVERSE:
+                    low = seg * seg_len + (n_t - 1 - i) * T  # the tile's lowest position
+                    t = low + T - 1 - offs_t
+                else:
+                    low = seg * seg_len + i * T
+                    t = low + offs_t
+                valid = (t >= 0) & (t < length)
+                m = valid & mask_d
+                Bt = tl.load(B_base + t * sB_t, mask=valid & bc_mask, other=0.0).to(tl.float32)
+                dt = tl.load(d_base + t * sd_t, mask=m, other=0.0)
+                u = tl.load(u_base + t * su_t, mask=m, other=0.0).to(tl.float32)
+                if SPLIT_N:
+                    A2 = tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0) * LOG2E
+                dt = _delta(dt, bias, m, HAS_BIAS, SOFTPLUS)
+                decay = tl.exp2(A2 * dt)
+                bx = Bt * (dt * u)
+                bx = tl.where(first, decay * h + bx, bx)
+                _, hs = tl.associative_scan((decay, bx), axis=2, combine_fn=_affine_combine)
+                h = tl.sum(tl.where(last_step, hs, -0.0), axis=2, keep_dims=True)
+
+            # pass 2: the tiles from the segment's scan end back, each loaded once (with
+            # PREFETCH, the loads of the next tile are issued before this tile's arithmetic)
+            dA_acc = tl.zeros((BLOCK_D, N, 1), dtype=tl.float32)
+            dD_acc = tl.zeros((BLOCK_D, 1, 1), dtype=tl.float32)
+            dbias_acc = tl.zeros((BLOCK_D, 1, 1), dtype=tl.float32)
+            if PREFETCH:
+                nxt = _grad_tile_loads(n_t - 1, seg, seg_len, n_t, length, offs_t, mask_d,
+                                       mask_nd, bc_mask, B_base, C_base, scratch, d_base, u_base,
+                                       z_base, dy_ptr, partner_ptr, g_off, sB_t, sC_t, sd_t, su_t,
+                                       sz_t, sg_t, N, BLOCK_D, T, HAS_Z, Z_MODE, REVERSE)
+            for ii in range(0, n_t):
+                i = n_t - 1 - ii
+                low, t = _tile_steps(i, seg, seg_len, n_t, offs_t, T, REVERSE)
+                valid = (t >= 0) & (t < length)
+                m = valid & mask_d
+                if PREFETCH:
+                    Ct, Bt, h, dt_raw, u, dy, zt, partner = nxt
+                    nxt = _grad_tile_loads(i - 1, seg, seg_len, n_t, length, offs_t, mask_d,
+                                           mask_nd, bc_mask, B_base, C_base, scratch, d_base,
+                                           u_base, z_base, dy_ptr, partner_ptr, g_off, sB_t, sC_t,
+                                           sd_t, su_t, sz_t, sg_t, N, BLOCK_D, T, HAS_Z, Z_MODE,
+                                           REVERSE)
+                else:
+                    Ct, Bt, h, dt_raw, u, dy, zt, partner = _grad_tile_loads(
+                        i, seg, seg_len, n_t, length, offs_t, mask_d, mask_nd, bc_mask, B_base,
+                        C_base, scratch, d_base, u_base, z_base, dy_ptr, partner_ptr, g_off, sB_t,
+                        sC_t, sd_t, su_t, sz_t, sg_t, N, BLOCK_D, T, HAS_Z, Z_MODE, REVERSE)
+                Ct, Bt, u = Ct.to(tl.float32), Bt.to(tl.float32), u.to(tl.float32)
+                dy, zt = dy.to(tl.float32), zt.to(tl.float32)
+                if SPLIT_N:  # masked by the tile's position: a tile with no valid step gets A = 0
+                    A2 = tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0) * LOG2E
+                dt_pre = dt_raw.to(tl.float32) + bias
+                dt = _delta(dt_raw, bias, m, HAS_BIAS, SOFTPLUS)
+                decay = tl.exp2(A2 * dt)  # (BLOCK_D, N, T)
+                bx = Bt * (dt * u)
+                _, hs = tl.associative_scan((decay, tl.where(first, decay * h + bx, bx)), axis=2,
+                                            combine_fn=_affine_combine)
+                dout = dy
+                if HAS_Z:
+                    sig = tl.sigmoid(zt)
+                    dout = dy * zt * sig
+                c = Ct * dout
+                if HAS_DLAST:
+                    c += tl.where(t == last_t, dlast, 0.0)
+                # the adjoint over the flipped tile; the carry enters with the decay after it
+                c_f = tl.flip(c, 2)
+                c_f = tl.where(first, c_f + a_carry * g_carry, c_f)
+                g_f, _, _ = tl.associative_scan((c_f, tl.full(c_f.shape, 1.0, tl.float32),
+                                                 tl.flip(decay, 2)), axis=2,
+                                                combine_fn=_shifted_decay_combine)
+                g_carry = tl.sum(tl.where(last_step, g_f, -0.0), axis=2, keep_dims=True)
+                a_carry = tl.sum(tl.where(first, decay, -0.0), axis=2, keep_dims=True)
+                g = tl.flip(g_f, 2)
+                if HAS_Z:
+                    out = tl.sum(hs * Ct, axis=1, keep_dims=True)
+                    if HAS_D:
+                        out += Dv * u
+                    if Z_MODE == 1:
+                        tl.store(partner_ptr + g_off + t * sg_t, out, mask=m)
+                    else:
+                        if Z_MODE == 2:
+                            out += partner
+                        dz = dy * out * sig * (1.0 + zt * (1.0 - sig))
+                        tl.store(dz_ptr + g_off + t * sg_t, dz.to(dz_ptr.dtype.element_ty), mask=m)
+                decayed = hs - bx  # exp(delta_t A) h_{t-1}
+                gB = tl.sum(g * Bt, axis=1, keep_dims=True)  # (BLOCK_D, 1, T)
+                du = dt * gB
+                if HAS_D:
+                    du += Dv * dout
+                    dD_acc += tl.sum(dout * u, axis=2, keep_dims=True)
+                gdh = g * decayed
+                ddt = u * gB + tl.sum(gdh * A2, axis=1, keep_dims=True) * 0.6931471805599453
+                dA_acc += tl.sum(gdh * dt, axis=2, keep_dims=True)
+                if SOFTPLUS:
+                    ddt = ddt * tl.sigmoid(dt_pre)
+                ddt = tl.where(m, ddt, 0.0)
+                dbias_acc += tl.sum(ddt, axis=2, keep_dims=True)
+                tl.store(du_ptr + g_off + t * sg_t, du.to(du_ptr.dtype.element_ty), mask=m)
+                tl.store(ddelta_ptr + g_off + t * sg_t, ddt.to(ddelta_ptr.dtype.element_ty),
+                         mask=m)
+                dB_t = tl.sum(g * (dt * u), axis=0, keep_dims=True)  # (1, N, T)
+                dC_t = tl.sum(hs * dout, axis=0, keep_dims=True)
+                mbc = valid & mask_n
+                if BC_ATOMICS:
+                    tl.atomic_add(dB_ptr + dbc_base + t, dB_t, mask=mbc, sem="relaxed")
+                    tl.atomic_add(dC_ptr + dbc_base + t, dC_t, mask=mbc, sem="relaxed")
+                else:  # timing ablation only (dB, dC wrong): what the atomics cost
+                    keep = (dB_t + dC_t) == 12345.0
+                    tl.atomic_add(dB_ptr + dbc_base + t, dB_t, mask=mbc & keep, sem="relaxed")
+            tl.atomic_add(dA_ptr + offs_d * n_state + offs_n, dA_acc, mask=mask_nd, sem="relaxed")
+            if HAS_D:
+                tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
+            if HAS_BIAS:
+                tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
+
+
+def lean_bwd_config() -> tuple[int, int, int, int, bool]:
+    """``T``, ``BLOCK_D``, persistent programs per SM, the register cap and prefetching of the
+    lean backward (``VIDEOMAMBA_LEAN_BWD_CONFIG="T,BLOCK_D,slots_per_sm,maxnreg[,prefetch]"``;
+    ``slots_per_sm`` 0 = one program per work item (the previous backward's grid and scratch),
+    ``maxnreg`` 0 = no cap, ``prefetch`` 1 = issue the next tile's loads before this tile's
+    arithmetic in the gradient pass). The default ``4,8,0,0`` (one program per work item, no cap,
+    no prefetch) was the fastest on an H200 (run 5, docs/kernels.md); the persistent grid with a
+    cap (``4,8,12,168``) needs ~3x less scratch but was 15% slower."""
+    if interpreting():
+        return (4, 8, int(os.environ.get("VIDEOMAMBA_LEAN_SLOTS", "1")), 0,
+                os.environ.get("VIDEOMAMBA_LEAN_PREFETCH", "0") == "1")
+    text = os.environ.get("VIDEOMAMBA_LEAN_BWD_CONFIG")
+    values = [int(v) for v in text.split(",")] if text else [4, 8, 0, 0]
+    t, block_d, slots, maxnreg = values[:4]
+    return t, block_d, slots, maxnreg, len(values) > 4 and values[4] == 1
+
+
+def _multiprocessors() -> int:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).multi_processor_count
+    return 2  # the interpreter: a couple of programs, each looping over several work items
+
+
+def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_len, dlast=None,
+             reverse=False, z_mode=0, partner=None) -> dict[str, Tensor]:
+    """Backward of the tiled scan (outputs as ``triton_bwd.scan_bwd``): ``ck`` from
+    ``triton_tile.tile_fwd`` with ``ck_steps=seg_len``; ``seg_len`` a multiple of ``T``."""
+    batch, channels, length = u.shape
+    n_state = A.shape[1]
+    B4, C4 = as_groups(B), as_groups(C)
+    chans_per_group = channels // B4.shape[1]
+    t, block_d, slots_per_sm, maxnreg, prefetch = lean_bwd_config()
+    if seg_len % t:
+        raise ValueError(f"backward segment length {seg_len} is not a multiple of the tile {t}")
+    block_d = block_for_groups(block_d, chans_per_group)
+    n_pow2 = max(triton.next_power_of_2(n_state), 2)
+    n_seg = triton.cdiv(max(length, 1), seg_len)
+    n_ck = ck.shape[1]
+    assert n_ck == (max(length, 1) - 1) // seg_len, "forward and backward segmentations differ"
+    f32 = dict(device=u.device, dtype=torch.float32)
+    dy = dy.contiguous()
+    n_blocks = triton.cdiv(channels, block_d)
+    n_work = batch * n_blocks * n_seg
+    programs = n_work if slots_per_sm <= 0 else min(n_work, slots_per_sm * _multiprocessors())
+    gseg = torch.empty(batch, n_seg, n_pow2, channels, **f32)
+    dnext = torch.empty(batch, n_seg, channels, **f32)
+    du = torch.empty_like(dy, dtype=u.dtype)
+    ddelta = torch.empty_like(dy, dtype=delta.dtype)
+    dz = torch.empty_like(dy, dtype=z.dtype) if z is not None and z_mode != 1 else None
+    dA = torch.zeros(channels, n_state, **f32)
+    dB = torch.zeros(B4.shape[0], B4.shape[1], n_state, length, **f32)
+    dC = torch.zeros(C4.shape[0], C4.shape[1], n_state, length, **f32)
+    dD = torch.zeros(channels, **f32) if D is not None else None
+    dbias = torch.zeros(channels, **f32) if delta_bias is not None else None
+    scratch = torch.empty(programs * (seg_len // t) * n_pow2 * block_d, **f32)
+    zz = z if z is not None else u
+    bias = delta_bias if delta_bias is not None else u
+    dl = dlast.contiguous().float() if dlast is not None else dA
+    At, sA_d, sA_n = _a_by_state(A)
+    args = (u, delta, At, B4, C4, D if D is not None else dA, zz, bias, dy, dl,
+            ck if ck.numel() else gseg, gseg, dnext, scratch,
+            du, ddelta, dA, dB, dC, dD if dD is not None else dA, dz if dz is not None else du,
+            dbias if dbias is not None else dA, partner if partner is not None else dA,
+            batch, n_blocks, length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
+            *u.stride(), *delta.stride(), *zz.stride(), *dy.stride(),
+            *B4.stride(), *C4.stride(), sA_d, sA_n)
+    flags = dict(N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None, HAS_Z=z is not None,
+                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                 REVERSE=bool(reverse), HAS_DLAST=dlast is not None, Z_MODE=z_mode,
+                 SPLIT_N=block_d < 32, num_warps=max(block_d // 32, 1),
+                 BC_ATOMICS=os.environ.get("VIDEOMAMBA_LEAN_ABLATE") != "atomics",
+                 PREFETCH=prefetch)
+    if maxnreg > 0:
+        flags["maxnreg"] = maxnreg
+    if n_seg > 1:  # no scratch: one program per work item, as many warps as fit
+        _tile_bwd_lean[(n_work,)](*args, SUMMARY=True, **flags)
+    _tile_bwd_lean[(programs,)](*args, SUMMARY=False, **flags)
+    return {"du": du, "ddelta": ddelta, "dA": dA, "dB": dB.view(B.shape), "dC": dC.view(C.shape),
+            "dD": dD, "dz": dz, "ddelta_bias": dbias}

@@ -7,6 +7,9 @@ step): clips/s and peak memory at 8/16 frames. Before timing, ours is loaded wit
 model's weights and both are run on the same clip in float32 to check they compute the same.
 
     python benchmarks/model.py --out model.json [--official-dir .devcarry/official]
+
+``--models`` also takes ``ours_compiled`` (ours under ``torch.compile``); ``--profile`` adds each
+model's top CUDA kernels (torch.profiler, inference) to the JSON and the printout.
 """
 
 from __future__ import annotations
@@ -106,6 +109,8 @@ def build(name: str, frames: int, official_dir: str | None) -> nn.Module:
 
         return create_model("videomamba_small", num_frames=frames, num_classes=400,
                             scan_backend="triton")
+    if name == "ours_compiled":  # the whole model under torch.compile (Inductor)
+        return torch.compile(build("ours", frames, official_dir))
     if name == "official":
         return import_official(official_dir).videomamba_small(num_frames=frames, num_classes=400)
     if name == "vit_sdpa":
@@ -167,6 +172,28 @@ def measure_training(model: nn.Module, frames: int) -> dict:
     return {"clips_per_s": BATCH / ms * 1e3, "ms": ms, "peak_gib": peak}
 
 
+def profile_inference(model: nn.Module, frames: int, top: int = 15) -> list[dict]:
+    """The ``top`` CUDA kernels of two inference steps by total GPU time (ms per step)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    clip = torch.randn(BATCH, 3, frames, IMG, IMG, device="cuda")
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        model(clip)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(2):
+                model(clip)
+            torch.cuda.synchronize()
+    rows = []
+    for event in prof.key_averages():
+        total_us = getattr(event, "device_time_total", 0) or getattr(event, "cuda_time_total", 0)
+        if total_us > 0:
+            rows.append({"kernel": event.key[:90], "ms_per_step": total_us / 2e3,
+                         "calls_per_step": event.count / 2})
+    rows.sort(key=lambda r: -r["ms_per_step"])
+    return rows[:top]
+
+
 def parity(official_dir: str) -> dict:
     """Ours with the official model's weights (strict load) against the official model, float32,
     same clip: relative error of the logits."""
@@ -217,6 +244,8 @@ def main() -> int:
     parser.add_argument("--frames", default="8,16,32,64")
     parser.add_argument("--train-frames", default="8,16")
     parser.add_argument("--official-dir", default=os.path.abspath(".devcarry/official"))
+    parser.add_argument("--profile", action="store_true",
+                        help="also record the top CUDA kernels of each model's inference")
     parser.add_argument("--plot", metavar="JSON", help="no benchmark: plot this result into --png")
     parser.add_argument("--png", default="docs/benchmarks/gpu_model.png")
     args = parser.parse_args()
@@ -247,11 +276,21 @@ def main() -> int:
                     model.train(phase == "training")
                     fn = measure_inference if phase == "inference" else measure_training
                     result = fn(model, frames)
+                    if args.profile and phase == "inference":
+                        try:
+                            result["top_kernels"] = profile_inference(model, frames)
+                        except Exception as err:  # the timing above stands without it
+                            result["profile_error"] = repr(err)[:300]
                 except Exception as err:
                     result = {"error": repr(err)[:300]}
                 del model
                 report["results"][name][phase][frames] = result
-                print(name, phase, frames, result, flush=True)
+                kernels = result.get("top_kernels", [])
+                print(name, phase, frames, {k: v for k, v in result.items() if k != "top_kernels"},
+                      flush=True)
+                for row in kernels[:8]:
+                    print(f"    {row['ms_per_step']:8.3f} ms  x{row['calls_per_step']:<5g} "
+                          f"{row['kernel'][:70]}", flush=True)
                 write_json(report, args.out)
     print_table(report)
     return 0

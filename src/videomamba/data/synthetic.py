@@ -1,7 +1,8 @@
 """Synthetic video datasets written as real video files with annotation files in our formats.
 
 All three are deterministic from ``seed``: clip ``i`` of split ``s`` is drawn from its own
-``numpy`` generator seeded by ``(seed, kind, s, i)``, so asking for more clips keeps the first ones.
+``numpy`` generator seeded by ``(seed, kind, s, i)``, so asking for more clips keeps the first ones
+(motion: odd clip ``i`` reuses clip ``i - 1``'s generator and is that clip played backwards).
 Labels cycle through the classes, so every split is balanced. Layout under ``out``::
 
     videos/<split>/<name>.mp4      the clips (MPEG-4 part 2 in mp4, high quality, every frame a key frame)
@@ -12,17 +13,20 @@ Labels cycle through the classes, so every split is balanced. Layout under ``out
 
 Paths in the annotations are relative to ``out``: use ``prefix=out``.
 
-- **motion** (:data:`MOTION_CLASSES`, 10 classes = 5 time-reversed pairs): one object (random
-  shape, colour, size) on a random textured background with per-frame noise moves right/left,
-  down/up, grows/shrinks, appears/disappears (fades) or rotates clockwise/counter-clockwise. The
-  odd class of each pair is a clip of the even class played backwards, so both classes have exactly
-  the same distribution of frame *sets*: a model that ignores frame order is at chance within each
-  pair (at best 50 % overall). No horizontal flip when training on it (left/right are classes).
-- **longrange** (9 classes): two large flashes of a colour from (red, green, blue) happen far apart
-  (the first in the first 35 % of the video, the second in the last 40 %), each lasting 1/8 of the
-  video so sparse sampling sees it; small moving objects and small corner flashes of any colour
-  are distractors. Label = ``3 * first + second``, so order matters (``red then blue`` is not
-  ``blue then red``).
+- **motion** (:data:`MOTION_CLASSES`, 10 classes = 5 time-reversed pairs): one bright object
+  (random shape, colour, size) on a random darker textured background with per-frame noise moves
+  right/left, down/up, grows/shrinks, appears/disappears (fades) or turns clockwise/
+  counter-clockwise about a pivot near its edge (so its centre follows an arc). The odd class of
+  each pair is a clip of the even class played backwards, so both classes have exactly the same
+  distribution of frame *sets*: a model that ignores frame order is at chance within each pair (at
+  best 50 % overall). In the written sets every even clip is followed by its exact reversal, so
+  such a model scores exactly 50 % between the two classes of each pair. No horizontal flip when
+  training on it (left/right are classes).
+- **longrange** (9 classes): on a dark textured background, two large flashes of a colour from
+  (red, green, blue) happen far apart (the first in the first 35 % of the video, the second in
+  the last 40 %), each lasting 1/8 of the video so sparse sampling sees it; small moving objects
+  and small corner flashes of any colour are distractors. Label = ``3 * first + second``, so order
+  matters (``red then blue`` is not ``blue then red``).
 - **captions**: motion-style clips of a named colour and shape with a template sentence
   ("a red triangle moves to the left"); plus ``long/long_video.mp4`` made of ``segments``
   consecutive clips and ``long/segments.json`` with each one's caption and ``start``/``end`` times.
@@ -60,6 +64,9 @@ SYNTH_CODEC = "mpeg4"
 # where a motion begins, which lets an order-blind model tell a clip from its reversal.
 SYNTH_GOP = 1
 _KINDS = {"motion": 0, "longrange": 1, "captions": 2}
+# Bumped whenever the same arguments start to give other clips; meta.json records it, so that a
+# set written by an older generator is not taken for the current one.
+GENERATOR_VERSION = 2
 
 
 @dataclass
@@ -110,12 +117,13 @@ def _draw_object(canvas: np.ndarray, shape: str, colour: np.ndarray, cx: float, 
     canvas[:] = np.where(mask, (1 - alpha) * canvas + alpha * colour, canvas)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, size: int, dark: bool = False) -> np.ndarray:
     """A random smooth texture: base colour + coarse noise + a grating, float (H, W, 3).
 
-    Kept low in contrast so that the object, not the texture, dominates what a small model sees.
+    Kept low in contrast so that the object, not the texture, dominates what a small model sees;
+    ``dark``: a darker base, under the bright objects of :func:`_bright_colour`.
     """
-    base = rng.uniform(40, 200, 3)
+    base = rng.uniform(25, 110, 3) if dark else rng.uniform(40, 200, 3)
     coarse = rng.normal(0, 10, (4, 4, 3))
     reps = -(-size // 4)
     noise = np.kron(coarse, np.ones((reps, reps, 1)))[:size, :size]
@@ -125,15 +133,18 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(base + noise + rng.uniform(4, 10) * grating[..., None], 0, 255)
 
 
-def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
-    """A saturated colour far from the background's mean (so the object is always visible)."""
-    mean = background.mean((0, 1))
+def _bright_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    """A random colour clearly brighter than the (dark) background on average.
+
+    Always brighter, never sometimes darker: then where the object is shows in the frame's pixels
+    with one sign, which a model that sees each frame through one linear projection can use.
+    """
+    mean = background.mean()
     for _ in range(20):
-        colour = rng.uniform(0, 255, 3)
-        colour[rng.integers(3)] = rng.choice([10.0, 245.0])
-        if np.abs(colour - mean).sum() > 180:
+        colour = rng.uniform(120, 255, 3)
+        if colour.mean() - mean > 90:
             return colour
-    return 255 - mean
+    return np.full(3, 250.0)
 
 
 def _finish(frames: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
@@ -156,9 +167,9 @@ def motion_clip(label: int, rng: np.random.Generator, frames: int = 16, size: in
 
 def _forward_motion(pair: int, rng: np.random.Generator, frames: int, size: int,
                     colour: np.ndarray | None, shape: str | None) -> np.ndarray:
-    background = _background(rng, size)
+    background = _background(rng, size, dark=colour is None)
     shape = shape or SHAPES[rng.integers(len(SHAPES))]
-    colour = _contrasting_colour(rng, background) if colour is None else np.asarray(colour, float)
+    colour = _bright_colour(rng, background) if colour is None else np.asarray(colour, float)
     radius = size * rng.uniform(0.18, 0.24)
     cx, cy = size * rng.uniform(0.35, 0.65, 2)
     angle = rng.uniform(0, 2 * np.pi)
@@ -176,13 +187,27 @@ def _forward_motion(pair: int, rng: np.random.Generator, frames: int, size: int,
     elif pair == 3:  # appear, a fade-in starting at a random time (reversed: disappear)
         onset, length = rng.uniform(0.0, 0.35), rng.uniform(0.3, 0.6)
         alphas = np.clip((t - onset) / length, 0, 1)
-    else:  # rotate clockwise (reversed: counter-clockwise)
-        angles = angle + np.deg2rad(rng.uniform(60, 120)) * t
-        radii = np.full(frames, size * rng.uniform(0.24, 0.3))
+    else:  # rotate clockwise (reversed: counter-clockwise) about a pivot near the object's edge
+        xs, ys, angles = _swing_about_pivot(rng, size, radius, angle, t)
     video = np.repeat(background[None], frames, axis=0)
     for k in range(frames):
         _draw_object(video[k], shape, colour, xs[k], ys[k], radii[k], angles[k], alphas[k])
     return _finish(video, rng, noise=rng.uniform(2, 5))
+
+
+def _swing_about_pivot(rng: np.random.Generator, size: int, radius: float, angle: float,
+                       t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centres x, y and angles ``(T,)`` of a rigid clockwise turn about a pivot off the centre.
+
+    Turning in place would leave only the object's orientation to see, which a shape with
+    rotational symmetry (square, cross) hides; turning about a point near its edge, like a clock
+    hand, also carries the centre along a clockwise arc (y down, so a growing angle is clockwise).
+    """
+    pivot_x, pivot_y = size * rng.uniform(0.45, 0.55, 2)
+    arm = radius * rng.uniform(0.7, 1.0)
+    start = rng.uniform(0, 2 * np.pi)
+    turn = start + np.deg2rad(rng.uniform(90, 150)) * t
+    return pivot_x + arm * np.cos(turn), pivot_y + arm * np.sin(turn), angle + turn - start
 
 
 # --- long range -------------------------------------------------------------------------------
@@ -194,7 +219,7 @@ def longrange_clip(label: int, rng: np.random.Generator, frames: int = 128,
     if not 0 <= label < len(names) ** 2:
         raise ValueError(f"longrange label {label} out of range 0..{len(names) ** 2 - 1}")
     first, second = divmod(label, len(names))
-    background = _background(rng, size)
+    background = _background(rng, size, dark=True)  # each flash's own colour channel always rises
     video = np.repeat(background[None], frames, axis=0)
     _add_distractors(video, rng)
     length = max(2, math.ceil(frames / 8))
@@ -274,8 +299,8 @@ def generate(cfg: SynthConfig, progress: Callable[[int, int], None] | None = Non
                 progress(done, total)
         _write_annotation(cfg, split, rows)
     atomic_write_text(os.path.join(cfg.out, "classes.txt"), "".join(f"{c}\n" for c in classes))
-    meta = {"generator": f"videomamba synth {cfg.kind}", "config": asdict(cfg), "splits": sizes,
-            "classes": list(classes)}
+    meta = {"generator": f"videomamba synth {cfg.kind}", "version": GENERATOR_VERSION,
+            "config": asdict(cfg), "splits": sizes, "classes": list(classes)}
     if cfg.kind == "captions":
         meta["long_video"] = _write_long_video(cfg)
     atomic_write_text(os.path.join(cfg.out, "meta.json"), json.dumps(meta, indent=2) + "\n")
@@ -296,16 +321,24 @@ def _check(cfg: SynthConfig) -> None:
 
 
 def _write_clip(cfg: SynthConfig, split: str, i: int, rel: str) -> dict:
-    rng = _clip_rng(cfg, split, i)
     row: dict = {"video": rel}
     if cfg.kind == "motion":
+        # Clip 2m + 1 (odd label) is clip 2m (the even label of the same pair) played backwards:
+        # same generator, so the same scene and motion.
+        rng = _clip_rng(cfg, split, i - i % 2)
         row["label"] = i % len(MOTION_CLASSES)
         clip = motion_clip(row["label"], rng, cfg.frames, cfg.size)
-    elif cfg.kind == "longrange":
+        return _write_frames(cfg, rel, clip, row)
+    rng = _clip_rng(cfg, split, i)
+    if cfg.kind == "longrange":
         row["label"] = i % len(LONGRANGE_CLASSES)
         clip = longrange_clip(row["label"], rng, cfg.frames, cfg.size)
     else:
         clip, row["caption"], row["label"] = caption_clip(i, rng, cfg.frames, cfg.size)
+    return _write_frames(cfg, rel, clip, row)
+
+
+def _write_frames(cfg: SynthConfig, rel: str, clip: np.ndarray, row: dict) -> dict:
     write_video(os.path.join(cfg.out, rel), clip, cfg.fps, codec=SYNTH_CODEC, gop=SYNTH_GOP)
     return row
 

@@ -54,7 +54,10 @@ def _codec_options(codec: str, quality: str) -> dict[str, str]:
     if codec.startswith("libvpx"):
         return {"crf": "20" if quality == "high" else "32", "b": "0",
                 "deadline": "realtime", "cpu-used": "8"}
-    return {"qscale": "2" if quality == "high" else "5"}
+    # A fixed quantiser: "qscale" is no encoder option (FFmpeg ignored it and rate control made
+    # the first frames sharper than the last ones, so quality told where a clip starts).
+    q = "2" if quality == "high" else "5"
+    return {"qmin": q, "qmax": q}
 
 
 def write_video(path: str, frames: np.ndarray | torch.Tensor, fps: float = 25.0, *,

@@ -60,10 +60,14 @@ def test_shapes_and_search_vectors_match_the_similarity(model: VideoTextModel) -
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_frame_order_blind_baseline_ignores_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tubelet", [1, 2])
+def test_frame_order_blind_baseline_ignores_order(tmp_path: Path, tubelet: int) -> None:
     torch.manual_seed(0)
-    blind = VideoTextModel(tiny_config(tmp_path, frame_order_blind=True)).eval()
-    ordered = VideoTextModel(tiny_config(tmp_path)).eval()
+    vision = {**tiny_config(tmp_path).vision_kwargs, "tubelet_size": tubelet}
+    blind = VideoTextModel(tiny_config(tmp_path, frame_order_blind=True,
+                                       vision_kwargs=vision)).eval()
+    ordered = VideoTextModel(tiny_config(tmp_path, vision_kwargs=vision)).eval()
+    assert ordered.vision_encoder.config.num_tokens_t == 4 // tubelet
     video = clips()
     reverse = video.flip(2)
     torch.testing.assert_close(blind.video_vectors(video), blind.video_vectors(reverse),
@@ -166,21 +170,15 @@ def test_task_overfits_a_few_pairs_and_evaluates(tmp_path: Path) -> None:
     assert "rerank_t2v_r1" in report and "rerank_v2t_r1" in report
 
 
-def test_retrieval_trains_through_the_engine(tmp_path: Path) -> None:
-    from videomamba.data import build_dataset
-    from videomamba.engine.config import load_recipe
-    from videomamba.engine.evaluate import evaluate
-    from videomamba.engine.sampling import eval_loader
-    from videomamba.engine.trainer import Trainer
-    from videomamba.tasks.retrieval import model_from_recipe, task_from_recipe
-
+def tiny_recipe_overrides(tmp_path: Path) -> list[str]:
+    """A tiny retrieval recipe (as ``--set`` overrides) over 6 short videos, 2 captions each."""
     videos = make_videos(tmp_path / "data" / "videos", 6, seconds=1.0)
     words = ["a red square moves to the left", "a blue ball grows", "the green square shrinks"]
     rows = [{"video": f"videos/{p.name}", "caption": [words[i % 3], f"the {words[i % 3]}"]}
             for i, p in enumerate(videos)]
     (tmp_path / "data" / "train.json").write_text(json.dumps(rows))
     vocab = write_vocab(tmp_path / "vocab.txt")
-    recipe = load_recipe(None, [
+    return [
         "task=retrieval", "model.name=videomamba_tiny", "model.num_classes=1",
         "model.drop_path_rate=0.0",
         "model.kwargs={vision_kwargs: {depth: 2, embed_dim: 32, scan_backend: torch}, "
@@ -195,7 +193,18 @@ def test_retrieval_trains_through_the_engine(tmp_path: Path) -> None:
         "mixup.label_smoothing=0.0", "schedule.epochs=1", "schedule.warmup_epochs=0",
         "train.precision=fp32", "train.device=cpu", "eval.confusion_matrix=false",
         f"train.output_dir={tmp_path / 'run'}",
-    ])
+    ]
+
+
+def test_retrieval_trains_through_the_engine(tmp_path: Path) -> None:
+    from videomamba.data import build_dataset
+    from videomamba.engine.config import load_recipe
+    from videomamba.engine.evaluate import evaluate
+    from videomamba.engine.sampling import eval_loader
+    from videomamba.engine.trainer import Trainer
+    from videomamba.tasks.retrieval import model_from_recipe, task_from_recipe
+
+    recipe = load_recipe(None, tiny_recipe_overrides(tmp_path))
     model = model_from_recipe(recipe)
     train_set = build_dataset({"annotation": recipe.data.train, **recipe.data.dataset}, mode="train")
     val_set = build_dataset({"annotation": recipe.data.val, **recipe.data.dataset}, mode="val")
@@ -209,6 +218,83 @@ def test_retrieval_trains_through_the_engine(tmp_path: Path) -> None:
     assert 0.0 <= metrics["t2v_r1"] <= 100.0 and metrics["t2v_r10"] == 100.0
     again, _ = evaluate(task, model, eval_loader(val_set, 4, 0), torch.device("cpu"))
     assert np.isclose(again["r_mean"], metrics["r_mean"])
+    # `videomamba eval` takes the training checkpoint as well as RUN/model
+    from videomamba.tasks.retrieval.evaluation import evaluate_retrieval, load_retrieval_model
+
+    from_checkpoint = evaluate_retrieval(recipe, load_retrieval_model(tmp_path / "run" / "last.pt"))
+    assert np.isclose(from_checkpoint["r_mean"], metrics["r_mean"])
+
+
+def test_eval_command_runs_the_retrieval_evaluation(tmp_path: Path, capsys) -> None:
+    from videomamba.cli import main
+    from videomamba.engine.config import load_recipe
+    from videomamba.errors import CheckpointError
+    from videomamba.tasks.retrieval import model_from_recipe
+    from videomamba.tasks.retrieval.evaluation import evaluate_retrieval, load_retrieval_model
+
+    overrides = tiny_recipe_overrides(tmp_path)
+    recipe = load_recipe(None, overrides)
+    torch.manual_seed(0)
+    model = model_from_recipe(recipe).eval()
+    model.save_pretrained(tmp_path / "model")
+    expected = evaluate_retrieval(recipe, model, batch_size=4)
+    assert main(["eval", "--model", str(tmp_path / "model"), "--json", "--out",
+                 str(tmp_path / "eval"), "--set", *overrides]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["num_texts"] == 12 and printed["num_videos"] == 6
+    for key in ("t2v_r1", "t2v_r5", "t2v_r10", "t2v_medr", "t2v_meanr", "v2t_r1", "v2t_medr"):
+        assert printed[key] == pytest.approx(expected[key]), key
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["r_mean"] == \
+        pytest.approx(expected["r_mean"])
+    assert main(["eval", "--model", str(tmp_path / "data"), "--set", *overrides]) != 0
+    assert "not a video-text model" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="RUN/model"):
+        load_retrieval_model(tmp_path / "data")
+
+
+def test_frozen_text_features_are_cached_exactly(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = VideoTextModel(tiny_config(tmp_path, freeze_text=True)).eval()
+    texts = ["a red square moves to the left", "a blue ball", "a red square moves to the left"]
+
+    def direct(batch: list[str]) -> torch.Tensor:
+        enc = net.tokenize(batch)
+        with torch.no_grad():
+            tokens = net.text_encoder(enc["input_ids"], enc["attention_mask"])
+        return tokens * enc["attention_mask"].unsqueeze(-1)
+
+    for batch in (texts, texts[1:2], texts[::-1]):  # new, cached with other padding, mixed
+        enc = net.tokenize(batch)
+        tokens, _ = net.encode_text(enc["input_ids"], enc["attention_mask"])
+        torch.testing.assert_close(tokens, direct(batch), atol=1e-5, rtol=1e-5)
+    assert len(net._text_cache) == 2  # one entry per distinct caption
+    with torch.no_grad():  # a changed weight (here: loading new ones) must not serve stale values
+        net.text_encoder.model.embeddings.word_embeddings.weight.mul_(2.0)
+    enc = net.tokenize(texts)
+    tokens, _ = net.encode_text(enc["input_ids"], enc["attention_mask"])
+    torch.testing.assert_close(tokens, direct(texts), atol=1e-5, rtol=1e-5)
+
+
+def test_top_text_layers_train_when_the_rest_is_frozen(tmp_path: Path) -> None:
+    from videomamba.errors import ConfigError
+
+    text = {"vocab_size": 32, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "intermediate_size": 64, "max_position_embeddings": 64}
+    net = VideoTextModel(tiny_config(tmp_path, text_config=text, freeze_text=True,
+                                     text_trainable_layers=1))
+    enc = net.tokenize(["a red square moves to the left", "a blue ball grows"])
+    _, pooled = net.encode_text(enc["input_ids"], enc["attention_mask"])
+    net.project_text(pooled).sum().backward()
+    layers = net.text_encoder.model.encoder.layer
+    assert all(p.grad is not None for p in layers[1].parameters())
+    assert all(p.grad is None and not p.requires_grad for p in layers[0].parameters())
+    assert all(p.grad is None for p in net.text_encoder.model.embeddings.parameters())
+    frozen = VideoTextModel(tiny_config(tmp_path, text_config=text, freeze_text=True))
+    _, pooled = frozen.encode_text(enc["input_ids"], enc["attention_mask"])
+    assert not pooled.requires_grad  # fully frozen: no autograd graph through the text encoder
+    with pytest.raises(ConfigError, match="text_trainable_layers"):
+        VideoTextModel(tiny_config(tmp_path, text_config=text, freeze_text=True,
+                                   text_trainable_layers=3))
 
 
 def test_without_a_caption_list_each_sample_brings_its_caption(model: VideoTextModel) -> None:
@@ -220,3 +306,16 @@ def test_without_a_caption_list_each_sample_brings_its_caption(model: VideoTextM
     expected = out["text_emb"] @ out["video_emb"].mean(1).T
     best = (expected.argmax(1) == torch.arange(3)).float().mean() * 100
     assert report["num_texts"] == 3 and report["t2v_r1"] == pytest.approx(float(best))
+
+
+@pytest.mark.parametrize("name", ["synthetic_captions.yaml", "msrvtt_videomamba_middle.yaml"])
+def test_retrieval_recipes_load(name: str) -> None:
+    from videomamba.engine.config import load_recipe
+    from videomamba.tasks.retrieval import split_model_options
+
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "configs" / "retrieval" / name)
+    assert recipe.task == "retrieval"
+    options, task_options = split_model_options(recipe.model.kwargs)
+    config = VideoTextConfig.from_dict({**options, "vision": recipe.model.name}, name)
+    assert recipe.data.num_frames % config.vision_kwargs.get("tubelet_size", 1) == 0
+    assert set(task_options) <= {"vtc_weight", "vtm_weight", "hard_negatives", "rerank_k"}

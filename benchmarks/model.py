@@ -8,6 +8,7 @@ model's weights and both are run on the same clip in float32 to check they compu
 
     python benchmarks/model.py --out model.json [--official-dir .devcarry/official]
 
+``--conv-bench`` times only the fused bidirectional conv + SiLU kernel against the grouped conv.
 ``--models`` also takes ``ours_compiled`` (ours under ``torch.compile``); ``--profile`` adds each
 model's top CUDA kernels (torch.profiler, inference) to the JSON and the printout.
 """
@@ -194,6 +195,38 @@ def profile_inference(model: nn.Module, frames: int, top: int = 15) -> list[dict
     return rows[:top]
 
 
+def conv_bench(lengths: tuple[int, ...] = (1569, 6273)) -> list[str]:
+    """The mixer's two depthwise convs + SiLU (B=8, D=768, K=4, bf16, x a transposed view of a
+    (B, L, 2D) tensor): grouped ``F.conv1d`` path against the fused Triton kernel, forward (no
+    grad) and forward+backward, median ms of 20 CUDA-event timings."""
+    from videomamba.ops.selective_scan.triton_bidir import bidirectional_conv_silu_grouped
+    from videomamba.ops.triton_conv import bidirectional_conv_silu_triton
+
+    lines = []
+    for length in lengths:
+        xz = torch.randn(BATCH, length, 1536, device="cuda", dtype=torch.bfloat16)
+        x = xz[..., :768].transpose(1, 2).detach().requires_grad_()
+        ws = [torch.randn(768, 1, 4, device="cuda", requires_grad=True) for _ in range(2)]
+        bs = [torch.randn(768, device="cuda", requires_grad=True) for _ in range(2)]
+        dy = torch.randn(BATCH, 768, length, device="cuda", dtype=torch.bfloat16)
+        for name, conv in (("grouped", bidirectional_conv_silu_grouped),
+                           ("triton", bidirectional_conv_silu_triton)):
+            def forward(conv=conv):
+                with torch.no_grad():
+                    conv(x, ws[0], bs[0], ws[1], bs[1])
+
+            def forward_backward(conv=conv):
+                outs = conv(x, ws[0], bs[0], ws[1], bs[1])
+                torch.autograd.backward(list(outs), [dy, dy])
+
+            floor = 3 * x.numel() * 2 / 3.0e12 * 1e3  # read x, write two outputs
+            lines.append(f"L={length} {name}: fwd {cuda_median_ms(forward, 3, 20):.3f} ms, "
+                         f"fwd+bwd {cuda_median_ms(forward_backward, 3, 20):.3f} ms "
+                         f"(fwd floor ~{floor:.3f} ms at 3 TB/s)")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def parity(official_dir: str) -> dict:
     """Ours with the official model's weights (strict load) against the official model, float32,
     same clip: relative error of the logits."""
@@ -246,11 +279,17 @@ def main() -> int:
     parser.add_argument("--official-dir", default=os.path.abspath(".devcarry/official"))
     parser.add_argument("--profile", action="store_true",
                         help="also record the top CUDA kernels of each model's inference")
+    parser.add_argument("--conv-bench", action="store_true",
+                        help="no model: time the fused bidirectional conv + SiLU kernel against "
+                             "the grouped conv")
     parser.add_argument("--plot", metavar="JSON", help="no benchmark: plot this result into --png")
     parser.add_argument("--png", default="docs/benchmarks/gpu_model.png")
     args = parser.parse_args()
     if args.plot:
         plot(args.plot, args.png)
+        return 0
+    if args.conv_bench:
+        conv_bench()
         return 0
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "device": torch.cuda.get_device_name(), "torch": torch.__version__,

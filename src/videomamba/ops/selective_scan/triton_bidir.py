@@ -18,8 +18,9 @@ import torch.nn.functional as F
 import triton
 from torch import Tensor
 
-from videomamba.ops.selective_scan.triton_fwd import fwd_config
+from videomamba.ops.selective_scan.triton_fwd import fwd_config, interpreting
 from videomamba.ops.selective_scan.triton_op import dense_like, run_bwd, run_fwd, saved_shapes, scan_algo
+from videomamba.ops.triton_conv import MAX_WIDTH, bidirectional_conv_silu_triton
 
 
 class BranchWeights(NamedTuple):
@@ -104,8 +105,27 @@ _bi_scan_fwd.register_autograd(_bi_backward, setup_context=_bi_setup)
 def bidirectional_conv_silu(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,
                             b_b: Tensor | None) -> tuple[Tensor, Tensor]:
     """``silu(causal_conv(x, w_f))`` and, in the original order, the backward branch's
-    ``flip(silu(causal_conv(flip(x), w_b)))``, from one grouped conv that reads ``x`` once.
-    x ``(B, D, L)``; weights ``(D, K)`` or ``(D, 1, K)``; returns two ``(B, D, L)``."""
+    ``flip(silu(causal_conv(flip(x), w_b)))``. x ``(B, D, L)``; weights ``(D, K)`` or
+    ``(D, 1, K)``; returns two ``(B, D, L)``. Without autograd on CUDA (or the Triton
+    interpreter), one fused Triton kernel (``ops/triton_conv.py``) computes both with their SiLU;
+    otherwise the grouped conv. The fused kernel's backward is correct but measured 3x slower
+    than the grouped conv's (H200, docs/kernels.md "Whole model"), so training keeps the latter."""
+    if _fused_conv_applies(x, w_f, b_f, w_b, b_b):
+        return bidirectional_conv_silu_triton(x, w_f, b_f, w_b, b_b)
+    return bidirectional_conv_silu_grouped(x, w_f, b_f, w_b, b_b)
+
+
+def _fused_conv_applies(x: Tensor, *params: Tensor | None) -> bool:
+    width = params[0].numel() // max(x.shape[1], 1)
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, *params))
+    return (x.is_cuda or interpreting()) and width <= MAX_WIDTH and not needs_grad
+
+
+def bidirectional_conv_silu_grouped(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,
+                                    b_b: Tensor | None) -> tuple[Tensor, Tensor]:
+    """:func:`bidirectional_conv_silu` from one grouped ``F.conv1d`` that reads ``x`` once (any
+    device, any width)."""
     channels, length = x.shape[1], x.shape[2]
     w_f, w_b = w_f.reshape(channels, -1), w_b.reshape(channels, -1)
     width = w_f.shape[1]

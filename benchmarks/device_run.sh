@@ -100,6 +100,19 @@ call2)  # one lease: sweep, gpu tests, model (ours, ViT), compile smoke test, th
   [ "$(elapsed)" -lt 560 ] && [ -d /tmp/site/av ] && PYTHONPATH=$PYTHONPATH:/tmp/site timeout $(( 592 - $(elapsed) )) \
       python3 benchmarks/search.py --device cuda --skip-query > "$OUT/search_gpu.json" 2>/dev/null
   ;;
+run8)  # session 3, last call: the whole model (inference with the fused conv kernel, training)
+       # beside the official model in one lease, with the full GPU test run while mamba_ssm builds.
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
+  (setsid bash "$0" build > /tmp/build.log 2>&1 &)
+  timeout 300 python3 -m pytest tests/ops -m gpu -q --tb=line -p no:cacheprovider \
+      > "$OUT/gpu_tests.log" 2>&1
+  echo "tests done at $(elapsed)s"; grep -E "FAILED|passed|failed" "$OUT/gpu_tests.log" | cut -c1-200 | tail -8
+  while [ ! -f /tmp/build.ok ] && [ "$(elapsed)" -lt 440 ] && pgrep -f "device_run.sh build" >/dev/null; do sleep 5; done
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -2 /tmp/build.log
+  MODELS=ours,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,official,vit_sdpa
+  timeout $(( 590 - $(elapsed) )) python3 benchmarks/model.py --models $MODELS --frames 8,32 \
+      --train-frames 8 --out "$OUT/model.json" > "$OUT/model.log" 2>&1; tail -9 "$OUT/model.log"
+  ;;
 run5)  # session 3, one call: build in the background; lean vs previous backward configs; gpu
        # tests; then (build done) the scan table beside the official kernel and the whole model
        # beside the official model. Every step has its own timeout and writes into $OUT as it goes.

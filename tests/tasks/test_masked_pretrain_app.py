@@ -100,3 +100,39 @@ def test_shipped_recipes_load(path):
         assert recipe.data.train and recipe.data.val
     assert recipe.model.name in list_models()
     DataConfig.from_dict({"annotation": "x.csv", **recipe.data.dataset}).validate()
+
+
+def test_synthetic_motion_recipes_match_the_benchmark():
+    """configs/{distill,pretrain}/synthetic_motion_* are the CLI form of
+    benchmarks/pretraining_demo.py: same sizes, recipe, epochs and mask."""
+    import importlib.util
+
+    from videomamba.engine.config import load_recipe
+
+    path = CONFIGS.parent / "benchmarks" / "pretraining_demo.py"
+    spec = importlib.util.spec_from_file_location("pretraining_demo", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    import sys
+
+    argv, sys.argv = sys.argv, ["pretraining_demo.py"]
+    try:
+        args = bench.parse_args()
+    finally:
+        sys.argv = argv
+    small = load_recipe(CONFIGS / "distill" / "synthetic_motion_small.yaml")
+    student = load_recipe(CONFIGS / "distill" / "synthetic_motion_student.yaml")
+    masked, pretrain = load_pretrain_recipe(CONFIGS / "pretrain" / "synthetic_motion_tiny.yaml")
+    assert small.model.kwargs == bench.SMALL
+    assert student.model.kwargs == masked.model.kwargs == bench.STUDENT
+    assert small.schedule.epochs == student.schedule.epochs == args.epochs
+    assert masked.schedule.epochs == args.pretrain_epochs
+    assert pretrain.mask_ratio == args.mask_ratio and pretrain.mask_type == "random"
+    base = bench.RECIPE
+    for recipe in (small, student, masked):
+        assert recipe.optim.lr == base["optim"]["lr"]
+        assert recipe.data.batch_size == base["data"]["batch_size"]
+        assert recipe.model.drop_path_rate == base["model"]["drop_path_rate"]
+        for key in ("num_frames", "sampling", "crop_size"):
+            assert recipe.data.dataset[key] == base["data"][key]
+    assert small.mixup.label_smoothing == base["mixup"]["label_smoothing"]

@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from datetime import datetime, timezone
 from typing import Callable, Iterator
@@ -26,6 +24,7 @@ import torch
 
 import videomamba
 from videomamba.ops import selective_scan as scan_dispatch
+from videomamba.utils.io import atomic_write_json
 
 
 @contextlib.contextmanager
@@ -73,14 +72,6 @@ def time_backend(model: torch.nn.Module, clip: torch.Tensor, backend: str, repea
             "scan_ms_per_call": 1e3 * scan_s / max(calls, 1)}
 
 
-def write_json_atomic(path: str, data: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="videomamba_tiny")
@@ -114,7 +105,7 @@ def main() -> None:
         print(f"torch vs ref: scan {speedups['scan']:.1f}x faster, "
               f"forward {speedups['forward']:.1f}x faster")
     if args.out:
-        write_json_atomic(args.out, {
+        atomic_write_json(args.out, {
             "model": args.model, "frames": args.frames, "img_size": args.img_size,
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),

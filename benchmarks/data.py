@@ -11,7 +11,6 @@ worker): open + sparse sampling of 16 frames + decoding + RandAugment (rand-m7-n
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -113,11 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} cores (other work running makes these numbers lower)")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(result, fh, indent=2)
-        os.replace(tmp, args.json)
+        from videomamba.utils.io import atomic_write_json
+
+        atomic_write_json(args.json, result)
     return 0
 
 

@@ -265,9 +265,10 @@ def plot(json_path: str, png: str) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = png + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, png)
+    from videomamba.utils.io import atomic_path
+
+    with atomic_path(png, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main() -> int:
@@ -336,10 +337,9 @@ def main() -> int:
 
 
 def write_json(report: dict, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=1)
-    os.replace(tmp, path)
+    from videomamba.utils.io import atomic_write_json
+
+    atomic_write_json(path, report)
 
 
 def print_table(report: dict) -> None:

@@ -40,6 +40,8 @@ from typing import Any
 
 import torch
 
+from videomamba.utils.io import atomic_write_json
+
 SMALL = {"embed_dim": 64, "depth": 2, "patch_size": 32}
 STUDENT = {"embed_dim": 96, "depth": 4, "patch_size": 32}
 MODELS = ("small", "scratch", "masked", "distill")
@@ -253,9 +255,7 @@ def run_seed(args: argparse.Namespace, splits: dict[str, Clips], seed: int, out:
         finetune = recipe("masked", STUDENT)
         finetune["model"]["pretrained"] = str(classifier_dir)
         result["masked"] = {**train_classifier(finetune, splits), "pretrain": pt}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result) + "\n")
-    tmp.replace(path)
+    atomic_write_json(path, result)
     return result
 
 
@@ -276,11 +276,8 @@ def report(out: Path, args: argparse.Namespace) -> None:
     """Merge every ``seed*/result.json`` under ``out`` into ``results.json`` and print it."""
     results = [json.loads(p.read_text()) for p in sorted(out.glob("seed*/result.json"))]
     summary = {split: summarize(results, split) for split in ("val", "test")}
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps({"small": SMALL, "student": STUDENT,
-                               "recipe": RECIPE, "runs": results, "summary": summary},
-                              indent=2) + "\n")
-    tmp.replace(out / "results.json")
+    atomic_write_json(out / "results.json", {"small": SMALL, "student": STUDENT, "recipe": RECIPE,
+                                             "runs": results, "summary": summary})
     seeds = ", ".join(str(r["seed"]) for r in results)
     for split, stats in summary.items():
         print(f"{split} top-1 (seeds {seeds}):")

@@ -282,9 +282,10 @@ def plot(json_paths: list[str], png: str) -> None:
     axes[1].legend(fontsize=7)
     fig.suptitle(f"selective scan on {report['device']}")
     fig.tight_layout()
-    tmp = png + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, png)
+    from videomamba.utils.io import atomic_path
+
+    with atomic_path(png, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main() -> int:
@@ -380,10 +381,9 @@ def _split_entries(text: str) -> list[str]:
 
 
 def write_report(report: dict, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=1)
-    os.replace(tmp, path)
+    from videomamba.utils.io import atomic_write_json
+
+    atomic_write_json(path, report)
 
 
 def print_table(report: dict, backends: list[str]) -> None:

@@ -133,6 +133,19 @@ def cuda_median_ms(fn, warmup: int, iters: int) -> float:
     return statistics.median(times)
 
 
+def timed_with_peak(step, warmup: int, iters: int) -> dict:
+    """Peak memory of the second call of ``step`` (the first one warms up), then its median
+    time: clips/s of a batch of ``BATCH``, ms, peak GiB."""
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    ms = cuda_median_ms(step, warmup=warmup, iters=iters)
+    return {"clips_per_s": BATCH / ms * 1e3, "ms": ms, "peak_gib": peak}
+
+
 def measure_inference(model: nn.Module, frames: int) -> dict:
     clip = torch.randn(BATCH, 3, frames, IMG, IMG, device="cuda")
 
@@ -141,14 +154,7 @@ def measure_inference(model: nn.Module, frames: int) -> dict:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             model(clip)
 
-    step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    step()
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() / 2**30
-    ms = cuda_median_ms(step, warmup=2, iters=8 if frames <= 16 else 4)
-    return {"clips_per_s": BATCH / ms * 1e3, "ms": ms, "peak_gib": peak}
+    return timed_with_peak(step, warmup=2, iters=8 if frames <= 16 else 4)
 
 
 def measure_training(model: nn.Module, frames: int) -> dict:
@@ -163,14 +169,7 @@ def measure_training(model: nn.Module, frames: int) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    step()
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() / 2**30
-    ms = cuda_median_ms(step, warmup=1, iters=4)
-    return {"clips_per_s": BATCH / ms * 1e3, "ms": ms, "peak_gib": peak}
+    return timed_with_peak(step, warmup=1, iters=4)
 
 
 def profile_inference(model: nn.Module, frames: int, top: int = 15) -> list[dict]:

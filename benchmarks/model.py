@@ -9,8 +9,10 @@ model's weights and both are run on the same clip in float32 to check they compu
     python benchmarks/model.py --out model.json [--official-dir .devcarry/official]
 
 ``--conv-bench`` times only the fused bidirectional conv + SiLU kernel against the grouped conv.
-``--models`` also takes ``ours_compiled`` (ours under ``torch.compile``); ``--profile`` adds each
-model's top CUDA kernels (torch.profiler, inference) to the JSON and the printout.
+``--models`` also takes ``ours_compiled`` (ours under ``torch.compile``). ``--cuda-graph`` adds
+inference replayed from CUDA graphs (phase ``inference_graph``: the GPU's time without the host's
+launch overhead). ``--profile`` adds each model's top CUDA kernels (torch.profiler, inference and
+training steps) to the JSON and the printout.
 """
 
 from __future__ import annotations
@@ -146,18 +148,27 @@ def timed_with_peak(step, warmup: int, iters: int) -> dict:
     return {"clips_per_s": BATCH / ms * 1e3, "ms": ms, "peak_gib": peak}
 
 
-def measure_inference(model: nn.Module, frames: int) -> dict:
+def inference_step(model: nn.Module, frames: int, cuda_graph: bool = False):
+    """One bf16-autocast forward of a random batch, without gradients; with ``cuda_graph``,
+    replayed from a CUDA graph (videomamba.utils.cuda_graph), which takes the host's launch
+    overhead out."""
     clip = torch.randn(BATCH, 3, frames, IMG, IMG, device="cuda")
+    if cuda_graph:
+        from videomamba.utils.cuda_graph import CudaGraphRunner
+
+        runner = CudaGraphRunner(model, autocast_dtype=torch.bfloat16)
+        return lambda: runner(clip)
 
     @torch.no_grad()
     def step():
         with torch.autocast("cuda", dtype=torch.bfloat16):
             model(clip)
 
-    return timed_with_peak(step, warmup=2, iters=8 if frames <= 16 else 4)
+    return step
 
 
-def measure_training(model: nn.Module, frames: int) -> dict:
+def training_step(model: nn.Module, frames: int):
+    """One bf16-autocast forward, backward and AdamW step on a random batch."""
     clip = torch.randn(BATCH, 3, frames, IMG, IMG, device="cuda")
     labels = torch.randint(0, 400, (BATCH,), device="cuda")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -169,21 +180,27 @@ def measure_training(model: nn.Module, frames: int) -> dict:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return timed_with_peak(step, warmup=1, iters=4)
+    return step
 
 
-def profile_inference(model: nn.Module, frames: int, top: int = 15) -> list[dict]:
-    """The ``top`` CUDA kernels of two inference steps by total GPU time (ms per step)."""
+def measure(step, phase: str, frames: int) -> dict:
+    if phase == "training":
+        return timed_with_peak(step, warmup=1, iters=4)
+    if phase == "inference_graph":
+        return timed_with_peak(step, warmup=2, iters=20)
+    return timed_with_peak(step, warmup=2, iters=8 if frames <= 16 else 4)
+
+
+def profile_step(step, top: int = 15) -> list[dict]:
+    """The ``top`` CUDA kernels of two calls of ``step`` by total GPU time (ms per step)."""
     from torch.profiler import ProfilerActivity, profile
 
-    clip = torch.randn(BATCH, 3, frames, IMG, IMG, device="cuda")
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-        model(clip)
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(2):
+            step()
         torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(2):
-                model(clip)
-            torch.cuda.synchronize()
     rows = []
     for event in prof.key_averages():
         total_us = getattr(event, "device_time_total", 0) or getattr(event, "cuda_time_total", 0)
@@ -197,7 +214,8 @@ def profile_inference(model: nn.Module, frames: int, top: int = 15) -> list[dict
 def conv_bench(lengths: tuple[int, ...] = (1569, 6273)) -> list[str]:
     """The mixer's two depthwise convs + SiLU (B=8, D=768, K=4, bf16, x a transposed view of a
     (B, L, 2D) tensor): grouped ``F.conv1d`` path against the fused Triton kernel, forward (no
-    grad) and forward+backward, median ms of 20 CUDA-event timings."""
+    grad) and forward+backward, median ms of 20 CUDA-event timings; then the Triton backward
+    alone over a few tile configurations (:func:`conv_bwd_sweep`)."""
     from videomamba.ops.selective_scan.triton_bidir import bidirectional_conv_silu_grouped
     from videomamba.ops.triton_conv import bidirectional_conv_silu_triton
 
@@ -223,6 +241,50 @@ def conv_bench(lengths: tuple[int, ...] = (1569, 6273)) -> list[str]:
                          f"fwd+bwd {cuda_median_ms(forward_backward, 3, 20):.3f} ms "
                          f"(fwd floor ~{floor:.3f} ms at 3 TB/s)")
             print(lines[-1], flush=True)
+        lines += conv_bwd_sweep(x.detach(), [w.detach() for w in ws], [b.detach() for b in bs])
+    return lines
+
+
+# (BLOCK_D, BLOCK_L, num_warps, tiles per program) of the Triton backward, the default first
+CONV_BWD_CONFIGS = ("default", "64,16,8,8", "64,8,4,16", "32,16,4,4", "32,32,4,4", "128,8,4,8",
+                    "16,32,4,8")
+
+
+def conv_bwd_sweep(x: torch.Tensor, ws: list, bs: list) -> list[str]:
+    """The Triton backward alone (``videomamba::bi_conv_silu_bwd``, both passes and the partial
+    sums) for each of ``CONV_BWD_CONFIGS``, with ``dy`` contiguous (positions fastest) and
+    channels-fastest, against its traffic floor: read x and two dy, write and read two float32
+    g, write dx (24 bytes per element in bf16), and the floor of x, dy and dx alone (8 bytes)."""
+    from videomamba.ops.triton_conv import _bi_conv_silu_bwd
+
+    batch, channels, length = x.shape
+    dys = {"dy L-fastest": torch.randn(batch, channels, length, device="cuda",
+                                       dtype=torch.bfloat16),
+           "dy D-fastest": torch.randn(batch, length, channels, device="cuda",
+                                       dtype=torch.bfloat16).transpose(1, 2)}
+    floor = x.numel() * 24 / 3.0e12 * 1e3
+    least = x.numel() * 8 / 3.0e12 * 1e3
+    lines = []
+    saved = os.environ.get("VIDEOMAMBA_CONV_BWD_CONFIG")
+    try:
+        for config in CONV_BWD_CONFIGS:
+            if config == "default":
+                os.environ.pop("VIDEOMAMBA_CONV_BWD_CONFIG", None)
+            else:
+                os.environ["VIDEOMAMBA_CONV_BWD_CONFIG"] = config
+            for dy_name, dy in dys.items():
+                def backward(dy=dy):
+                    _bi_conv_silu_bwd(dy, dy, x, ws[0], bs[0], ws[1], bs[1])
+
+                lines.append(f"L={length} triton bwd alone, config {config}, {dy_name}: "
+                             f"{cuda_median_ms(backward, 3, 20):.3f} ms (floor ~{floor:.3f} ms, "
+                             f"x/dy/dx only ~{least:.3f} ms, at 3 TB/s)")
+                print(lines[-1], flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop("VIDEOMAMBA_CONV_BWD_CONFIG", None)
+        else:
+            os.environ["VIDEOMAMBA_CONV_BWD_CONFIG"] = saved
     return lines
 
 
@@ -278,7 +340,11 @@ def main() -> int:
     parser.add_argument("--train-frames", default="8,16")
     parser.add_argument("--official-dir", default=os.path.abspath(".devcarry/official"))
     parser.add_argument("--profile", action="store_true",
-                        help="also record the top CUDA kernels of each model's inference")
+                        help="also record the top CUDA kernels of each model's inference "
+                             "and training steps")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="also time inference replayed from CUDA graphs (phase "
+                             "inference_graph): GPU time without the host's launch overhead")
     parser.add_argument("--conv-bench", action="store_true",
                         help="no model: time the fused bidirectional conv + SiLU kernel against "
                              "the grouped conv")
@@ -304,8 +370,11 @@ def main() -> int:
             print("official model unavailable:", report["official_error"], flush=True)
             models.remove("official")
     for name in models:
-        report["results"][name] = {"inference": {}, "training": {}}
-    for phase, frame_list in (("inference", args.frames), ("training", args.train_frames)):
+        report["results"][name] = {"inference": {}, "inference_graph": {}, "training": {}}
+    phases = [("inference", args.frames), ("training", args.train_frames)]
+    if args.cuda_graph:
+        phases.insert(1, ("inference_graph", args.frames))
+    for phase, frame_list in phases:
         for frames in (int(f) for f in frame_list.split(",")):
             for name in models:  # models side by side at each size, saved as we go
                 torch.cuda.empty_cache()
@@ -313,11 +382,14 @@ def main() -> int:
                 try:
                     model = build(name, frames, args.official_dir).cuda()
                     model.train(phase == "training")
-                    fn = measure_inference if phase == "inference" else measure_training
-                    result = fn(model, frames)
-                    if args.profile and phase == "inference":
+                    if phase == "training":
+                        step = training_step(model, frames)
+                    else:
+                        step = inference_step(model, frames, phase == "inference_graph")
+                    result = measure(step, phase, frames)
+                    if args.profile:
                         try:
-                            result["top_kernels"] = profile_inference(model, frames)
+                            result["top_kernels"] = profile_step(step)
                         except Exception as err:  # the timing above stands without it
                             result["profile_error"] = repr(err)[:300]
                 except Exception as err:
@@ -345,12 +417,13 @@ def print_table(report: dict) -> None:
     names = list(report["results"])
     print(f"\n{report['device']}, batch {BATCH}, {IMG}px, bf16 autocast: clips/s (peak GiB)")
     print(" | ".join(["phase", "frames"] + names))
-    for phase in ("inference", "training"):
-        frames = sorted({f for n in names for f in report["results"][n][phase]})
+    for phase in ("inference", "inference_graph", "training"):
+        frames = sorted({f for n in names for f in report["results"][n].get(phase, {})},
+                        key=int)
         for f in frames:
             cells = [phase, str(f)]
             for n in names:
-                r = report["results"][n][phase].get(f, {})
+                r = report["results"][n].get(phase, {}).get(f, {})
                 cells.append(f"{r['clips_per_s']:.1f} ({r['peak_gib']:.2f})" if "clips_per_s" in r
                              else "error")
             print(" | ".join(cells))

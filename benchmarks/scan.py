@@ -8,13 +8,12 @@ move (inputs read once, outputs written once) over the copy bandwidth measured a
 
     python benchmarks/scan.py --out scan.json [--sweep] [--backends triton,torch,mamba_ssm,sdpa]
 
-Backends: ``triton`` (ours, the default tiled forward with the lean backward), ``triton_prev``
-(the tiled forward with the previous tiled backward), ``triton_seq`` / ``triton_chunk`` (our
-earlier kernels), ``torch``, ``mamba_ssm`` (the official CUDA kernel), ``sdpa``. ``--sweep`` first
-tunes the tiled kernels' configs at ``--sweep-length`` and keeps the best for the table;
-``--bwd-check`` times backward configurations (``lean:T,BLOCK_D,slots,maxnreg`` or
-``tile:T,BLOCK_D[,maxnreg]``) at ``--bwd-check-lengths`` and keeps the best lean one for the table.
-The JSON is rewritten after each step, so an interrupted run keeps what it measured.
+Backends: ``triton`` (ours: the tiled forward with the lean backward), ``torch``, ``mamba_ssm``
+(the official CUDA kernel), ``sdpa``. ``--sweep`` first tunes the tiled forward's config, then the
+lean backward's config with the segmentation, at ``--sweep-length`` and keeps the best for the
+table; ``--bwd-check`` times backward configurations (``lean:T,BLOCK_D,slots,maxnreg[,prefetch]``)
+at ``--bwd-check-lengths`` and keeps the best for the table. The JSON is rewritten after each
+step, so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -34,19 +33,15 @@ BATCH, CHANNELS, N_STATE = 8, 768, 16
 # tiled forward: "T, BLOCK_D, segments" (BLOCK_D 8: 4 lanes share a channel's 16 states)
 TILE_SWEEP = ["8,8,1", "8,8,2", "8,8,3", "4,8,1", "4,8,2", "16,8,1", "8,16,1", "8,16,2",
               "4,32,3", "4,32,6"]
-# tiled backward: ("T,BLOCK_D", segmented config "fwd BLOCK_D,bwd BLOCK_D,SUB,target programs",
-# whose segment length the tiled backward shares)
-BWD_SWEEP = [("8,8", "64,8,16,4096"), ("8,8", "64,8,16,2048"), ("8,8", "64,8,16,8192"),
-             ("4,8", "64,8,16,4096"), ("8,16", "64,8,16,4096")]
-ALGO_OF = {"triton": "tile", "triton_prev": "tile", "triton_seq": "seq", "triton_chunk": "chunk"}
-TILE_BWD_OF = {"triton": "lean", "triton_prev": "tile"}  # the tiled forward's backward
 # lean backward "T,BLOCK_D,slots per SM (0: a program per work item),maxnreg (0: uncapped)
-# [,prefetch]"
-# (ptxas: T=4 needs 254 registers uncapped, none spilled at 200, one reload per tile at 168; T=2
-# none at 144); the previous one "tile:T,BLOCK_D[,maxnreg]" (its default is the table's triton_prev)
+# [,prefetch]" (ptxas: T=4 needs 254 registers uncapped, none spilled at 200, one reload per tile
+# at 168; T=2 none at 144)
 BWD_CHECK = ["lean:4,8,10,200", "lean:4,8,12,168", "lean:4,8,8,0", "lean:4,8,8,0,1",
              "lean:4,8,0,0", "lean:4,8,0,200", "lean:2,8,14,144", "lean_noatomics:4,8,10,200"]
-CHUNK_CONFIG = {"fwd": "4,64,4", "bwd": "4,64,4"}  # best of the chunked kernels' sweep (run 1)
+# lean backward with the segmentation ("step,target": segments of a multiple of `step` steps for
+# about `target` (row, 64-channel block, segment) items), "lean config/segment config"
+BWD_SWEEP = ["4,8,0,0/16,4096", "4,8,0,0/16,2048", "4,8,0,0/16,8192", "8,8,0,0/16,4096",
+             "2,8,0,0/16,4096"]
 
 
 def bench_ms(fn) -> float:
@@ -63,7 +58,7 @@ def copy_bandwidth_gbs() -> float:
     return 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
 
 
-def make_inputs(length: int, grad: bool, seed: int = 0) -> dict:
+def make_inputs(length: int, grad: bool, seed: int = 0, batch: int = BATCH) -> dict:
     gen = torch.Generator(device="cuda").manual_seed(seed)
 
     def rand(*shape, scale=1.0, dtype=torch.bfloat16):
@@ -73,10 +68,10 @@ def make_inputs(length: int, grad: bool, seed: int = 0) -> dict:
     A = (-torch.exp(torch.log(torch.arange(1, N_STATE + 1, device="cuda").float()))
          .repeat(CHANNELS, 1) * (1 + 0.1 * torch.rand(CHANNELS, N_STATE, generator=gen, device="cuda")))
     return {
-        "u": rand(BATCH, CHANNELS, length), "delta": rand(BATCH, CHANNELS, length, scale=0.5),
-        "A": A.requires_grad_(grad), "B": rand(BATCH, N_STATE, length),
-        "C": rand(BATCH, N_STATE, length), "D": rand(CHANNELS, dtype=torch.float32),
-        "z": rand(BATCH, CHANNELS, length),
+        "u": rand(batch, CHANNELS, length), "delta": rand(batch, CHANNELS, length, scale=0.5),
+        "A": A.requires_grad_(grad), "B": rand(batch, N_STATE, length),
+        "C": rand(batch, N_STATE, length), "D": rand(CHANNELS, dtype=torch.float32),
+        "z": rand(batch, CHANNELS, length),
         "delta_bias": (torch.rand(CHANNELS, generator=gen, device="cuda") * -4 - 1).requires_grad_(grad),
     }
 
@@ -92,9 +87,7 @@ def floor_bytes(length: int) -> dict:
 
 
 def scan_fn(backend: str):
-    if backend in ALGO_OF:
-        os.environ["VIDEOMAMBA_SCAN_ALGO"] = ALGO_OF[backend]
-        os.environ["VIDEOMAMBA_TILE_BWD"] = TILE_BWD_OF.get(backend, "lean")
+    if backend == "triton":
         from videomamba.ops.selective_scan.triton_op import selective_scan_triton
 
         return selective_scan_triton
@@ -109,9 +102,9 @@ def scan_fn(backend: str):
     raise ValueError(backend)
 
 
-def time_scan(backend: str, length: int, backward: bool = True) -> dict:
+def time_scan(backend: str, length: int, backward: bool = True, batch: int = BATCH) -> dict:
     fn = scan_fn(backend)
-    x = make_inputs(length, grad=True)
+    x = make_inputs(length, grad=True, batch=batch)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
     with torch.no_grad():
         fwd = bench_ms(lambda: fn(*args))
@@ -184,42 +177,67 @@ def _sweep_one(env: str, configs: list[str], length: int, key: str, backward: bo
 
 
 def sweep(length: int) -> dict:
-    """Tune the tiled forward (forward time), then the tiled backward with its segment length
+    """Tune the tiled forward (forward time), then the lean backward with the segmentation
     (forward+backward time, with the best forward), at one length; the best stays set."""
     tile = _sweep_one("VIDEOMAMBA_TILE_CONFIG", TILE_SWEEP, length, "fwd_ms", backward=False)
-    pairs = [f"{t}/{s}" for t, s in BWD_SWEEP]
     res = {}
-    for pair in pairs:
-        os.environ["VIDEOMAMBA_TILE_BWD_CONFIG"], os.environ["VIDEOMAMBA_SEQ_CONFIG"] = pair.split("/")
-        try:  # the previous tiled backward (the lean one has VIDEOMAMBA_LEAN_BWD_CONFIG)
-            res[pair] = time_scan("triton_prev", length)
+    for pair in BWD_SWEEP:
+        _set_backward_configs(pair)
+        try:
+            res[pair] = time_scan("triton", length)
         except Exception as err:  # a configuration that does not compile is reported
             res[pair] = {"error": repr(err)[:200]}
         print(f"  bwd {pair}: {res[pair]}", flush=True)
     ok = {k: v["fwd_bwd_ms"] for k, v in res.items() if "fwd_bwd_ms" in v}
     best = min(ok, key=ok.get)
-    os.environ["VIDEOMAMBA_TILE_BWD_CONFIG"], os.environ["VIDEOMAMBA_SEQ_CONFIG"] = best.split("/")
+    _set_backward_configs(best)
     return {"tile": tile, "bwd": {"results": res, "best": best, "length": length}}
+
+
+def occupancy_probe(length: int, configs: list[str]) -> dict:
+    """Forward time of each tiled-forward config ``T,BLOCK_D,n_seg`` at batch 8 and 16: whether
+    twice the programs (what one launch for both directions of a block would run) take less
+    than twice the time, i.e. whether the forward is short of resident warps."""
+    res = {}
+    for cfg in configs:
+        os.environ["VIDEOMAMBA_TILE_CONFIG"] = cfg
+        res[cfg] = {}
+        for batch in (BATCH, 2 * BATCH):
+            try:
+                res[cfg][batch] = time_scan("triton", length, backward=False, batch=batch)["fwd_ms"]
+            except Exception as err:  # a configuration that does not compile is reported
+                res[cfg][batch] = repr(err)[:200]
+        print(f"  occupancy {cfg}: {res[cfg]}", flush=True)
+    os.environ.pop("VIDEOMAMBA_TILE_CONFIG")
+    return {"length": length, "fwd_ms_by_batch": res}
+
+
+def _set_backward_configs(pair: str) -> None:
+    """``"lean config/segment config"`` into the environment the kernels read."""
+    lean, segments = pair.split("/")
+    os.environ["VIDEOMAMBA_LEAN_BWD_CONFIG"] = lean
+    os.environ["VIDEOMAMBA_SEGMENT_CONFIG"] = segments
 
 
 def bwd_check(lengths: list[int], entries: list[str], save=None) -> dict:
     """Forward+backward time and extra peak memory of each backward configuration
     (``kind:config``) at each length; the best lean configuration (sum over lengths) stays set.
     ``save(partial)`` is called after each configuration."""
-    keys = {"lean": "VIDEOMAMBA_LEAN_BWD_CONFIG", "tile": "VIDEOMAMBA_TILE_BWD_CONFIG",
-            "lean_noatomics": "VIDEOMAMBA_LEAN_BWD_CONFIG"}
+    key = "VIDEOMAMBA_LEAN_BWD_CONFIG"
     res = {}
     for entry in entries:
         kind, cfg = entry.split(":")
+        if kind not in ("lean", "lean_noatomics"):
+            raise SystemExit(f"--bwd-check entry {entry!r}: the kind must be lean or "
+                             "lean_noatomics (the other backwards were removed)")
         # lean_noatomics: a timing ablation (dB and dC not accumulated, so wrong): their cost
         os.environ["VIDEOMAMBA_LEAN_ABLATE"] = "atomics" if kind == "lean_noatomics" else ""
-        saved = os.environ.get(keys[kind])
-        os.environ[keys[kind]] = cfg
+        saved = os.environ.get(key)
+        os.environ[key] = cfg
         res[entry] = {}
         for length in lengths:
             try:
-                backend = "triton_prev" if kind == "tile" else "triton"
-                res[entry][length] = time_scan(backend, length)
+                res[entry][length] = time_scan("triton", length)
             except Exception as err:  # a configuration that does not compile is reported
                 res[entry][length] = {"error": repr(err)[:200]}
             torch.cuda.empty_cache()
@@ -227,9 +245,9 @@ def bwd_check(lengths: list[int], entries: list[str], save=None) -> dict:
         if save is not None:
             save({"results": res, "lengths": lengths})
         if saved is None:
-            del os.environ[keys[kind]]
+            del os.environ[key]
         else:
-            os.environ[keys[kind]] = saved
+            os.environ[key] = saved
     os.environ["VIDEOMAMBA_LEAN_ABLATE"] = ""
     totals = {e: sum(r["fwd_bwd_ms"] for r in v.values()) for e, v in res.items()
               if e.startswith("lean:") and all("fwd_bwd_ms" in r for r in v.values())}
@@ -265,6 +283,7 @@ def plot(json_paths: list[str], png: str) -> None:
                 seen.add((name, key))
                 pts = [(r["L"], r[name][key]) for r in rows if key in r.get(name, {})]
                 label = {"triton": "ours (Triton, tiled, lean backward)",
+                         # backends of earlier runs' files (kernels removed after 353f833)
                          "triton_prev": "ours (Triton, tiled, previous backward)",
                          "triton_seq": "ours (Triton, segmented)",
                          "triton_chunk": "ours (Triton, chunked)",
@@ -300,6 +319,9 @@ def main() -> int:
                         help="time these backward configurations first (comma-separated "
                         "kind:config; no value: the built-in list)")
     parser.add_argument("--bwd-check-lengths", default="1569,6273")
+    parser.add_argument("--occupancy", default=None, metavar="CONFIGS",
+                        help="first time these tiled-forward configs (T,BLOCK_D,n_seg;T,...) at "
+                             "batch 8 and 16, at the first of --lengths")
     parser.add_argument("--torch-max-length", type=int, default=3137,
                         help="skip the (slow) torch path above this length")
     parser.add_argument("--plot", nargs="+", metavar="JSON",
@@ -330,6 +352,9 @@ def main() -> int:
             print(f"mamba_ssm not importable: {err}", flush=True)
             backends.remove("mamba_ssm")
             report["mamba_ssm_error"] = str(err)
+    if args.occupancy:
+        report["occupancy"] = occupancy_probe(lengths[0], args.occupancy.split(";"))
+        write_report(report, args.out)
     if args.sweep and "triton" in backends:
         report["sweep"] = sweep(args.sweep_length)
     if args.bwd_check:
@@ -340,12 +365,8 @@ def main() -> int:
         report["bwd_check"] = bwd_check([int(v) for v in args.bwd_check_lengths.split(",")],
                                         _split_entries(args.bwd_check), save)
         write_report(report, args.out)
-    os.environ.setdefault("VIDEOMAMBA_SCAN_FWD_CONFIG", CHUNK_CONFIG["fwd"])
-    os.environ.setdefault("VIDEOMAMBA_SCAN_BWD_CONFIG", CHUNK_CONFIG["bwd"])
     report["configs"] = {k: os.environ.get(k, "default") for k in (
-        "VIDEOMAMBA_TILE_CONFIG", "VIDEOMAMBA_TILE_BWD_CONFIG", "VIDEOMAMBA_LEAN_BWD_CONFIG",
-        "VIDEOMAMBA_SEQ_CONFIG",
-        "VIDEOMAMBA_SCAN_FWD_CONFIG", "VIDEOMAMBA_SCAN_BWD_CONFIG")}
+        "VIDEOMAMBA_TILE_CONFIG", "VIDEOMAMBA_LEAN_BWD_CONFIG", "VIDEOMAMBA_SEGMENT_CONFIG")}
     rows = []
     for length in lengths:
         floor = floor_bytes(length)
@@ -370,7 +391,7 @@ def main() -> int:
 
 
 def _split_entries(text: str) -> list[str]:
-    """``"lean:4,8,10,200,tile:4,8"`` -> ``["lean:4,8,10,200", "tile:4,8"]``."""
+    """``"lean:4,8,10,200,lean:4,8,0,0"`` -> ``["lean:4,8,10,200", "lean:4,8,0,0"]``."""
     entries: list[str] = []
     for part in text.split(","):
         if ":" in part or not entries:

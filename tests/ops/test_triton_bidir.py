@@ -110,33 +110,46 @@ def test_mixer_fused_path_matches_its_reference_path():
     assert err < 2e-5, err
 
 
-def test_bidirectional_custom_ops_pass_opcheck():
-    """The pair's fake kernels match the real ones (strides included) for the mixer's transposed
-    B/C views: the check that ``torch.compile`` of a training step relies on."""
-    from videomamba.ops.selective_scan.triton_bidir import (
-        _bi_scan_bwd,
-        _bi_scan_fwd,
-        _branch_inputs,
-        bidirectional_conv_silu,
-    )
-    from videomamba.ops.selective_scan.triton_fwd import fwd_config
-    from videomamba.ops.selective_scan.triton_op import scan_algo
+def test_inner_op_pair_passes_opcheck():
+    """The recomputing op pair's fake kernels match the real ones, strides included (``xz`` a
+    transposed view, as in the mixer; ``y`` in ``(B, L, D)`` memory), with and without conv
+    biases: the check that ``torch.compile`` of a training step relies on."""
+    from videomamba.ops.selective_scan.triton_bidir import _bimamba_inner_bwd, _bimamba_inner_fwd
 
-    gen = torch.Generator().manual_seed(5)
+    gen = torch.Generator().manual_seed(6)
     channels, d_state, dt_rank, length = 8, 4, 3, 7
+    for with_bias in (True, False):
+        fw = [t.detach() for t in branch(channels, d_state, dt_rank, 4, gen)]
+        bw = [t.detach() for t in branch(channels, d_state, dt_rank, 4, gen)]
+        if not with_bias:
+            fw[1] = bw[1] = None
+        xz = torch.randn(2, length, 2 * channels, generator=gen).to(DEVICE).transpose(1, 2)
+        flags = (d_state, dt_rank)
+        args = (xz, *fw, *bw, *flags)
+        torch.library.opcheck(_bimamba_inner_fwd, args, test_utils=("test_schema", "test_faketensor"))
+        y, *saved = _bimamba_inner_fwd(*args)
+        torch.library.opcheck(_bimamba_inner_bwd, (torch.randn_like(y), xz, *fw, *bw, *saved, *flags),
+                              test_utils=("test_schema", "test_faketensor"))
+
+
+def test_inner_saves_only_xz_weights_and_segment_states():
+    """What autograd keeps for the backward: ``xz``, the weights and the scans' small segment
+    states, not the (B, D, L) conv outputs, deltas or scan inputs (recomputed instead)."""
+    gen = torch.Generator().manual_seed(7)
+    channels, d_state, dt_rank, length = 8, 4, 3, 40
     fw, bw = branch(channels, d_state, dt_rank, 4, gen), branch(channels, d_state, dt_rank, 4, gen)
-    xz = torch.randn(2, 2 * channels, length, generator=gen).to(DEVICE)
-    with torch.no_grad():
-        x, z = xz.chunk(2, dim=1)
-        x_f, x_b = bidirectional_conv_silu(x, fw.conv_weight, fw.conv_bias, bw.conv_weight,
-                                           bw.conv_bias)
-        f = [t.detach() for t in _branch_inputs(x_f, fw, d_state, dt_rank)]
-        b = [t.detach() for t in _branch_inputs(x_b, bw, d_state, dt_rank)]
-    assert not f[3].is_contiguous()
-    flags = (fwd_config(channels, length)[1], scan_algo())
-    fwd_args = (*f, *b, z, *flags)
-    torch.library.opcheck(_bi_scan_fwd, fwd_args, test_utils=("test_schema", "test_faketensor"))
-    with torch.no_grad():
-        y, *saved = _bi_scan_fwd(*fwd_args)
-    torch.library.opcheck(_bi_scan_bwd, (torch.randn_like(y), *f, *b, z, *saved, *flags),
-                          test_utils=("test_schema", "test_faketensor"))
+    xz = torch.randn(2, 2 * channels, length, generator=gen).to(DEVICE).requires_grad_()
+    params = {p.data_ptr() for p in (*fw, *bw)}
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        bimamba_inner_triton(xz, fw, bw, d_state, dt_rank)
+    activations = [t for t in saved if t.data_ptr() not in params]
+    big = [tuple(t.shape) for t in activations if t.numel() >= channels * length and t is not xz
+           and t.data_ptr() != xz.data_ptr()]
+    assert big == [], big
+    assert any(t.data_ptr() == xz.data_ptr() for t in activations)

@@ -98,56 +98,56 @@ def check_against_ref(inputs, use, tol, reverse=False):
 
 # --- CPU (Triton interpreter): tiny sizes, odd lengths ------------------------------------------
 
-CPU_CASES = [  # (dtype, length, optional arguments, reverse, B/C groups, kernel family)
-    pytest.param(torch.float32, 7, OPTIONAL, False, None, "tile", id="tile-f32-L7-all"),
-    pytest.param(torch.float32, 30, OPTIONAL, True, None, "tile", id="tile-f32-L30-all-reverse"),
-    pytest.param(torch.float32, 29, (), False, None, "tile", id="tile-f32-L29-none"),
+CPU_CASES = [  # (dtype, length, optional arguments, reverse, B/C groups)
+    pytest.param(torch.float32, 7, OPTIONAL, False, None, id="f32-L7-all"),
+    pytest.param(torch.float32, 30, OPTIONAL, True, None, id="f32-L30-all-reverse"),
+    pytest.param(torch.float32, 29, (), False, None, id="f32-L29-none"),
     # reverse with a partial last backward segment whose higher tile is all padding (a GPU bug)
-    pytest.param(torch.float32, 25, OPTIONAL, True, None, "tile", id="tile-f32-L25-all-reverse"),
-    pytest.param(torch.float32, 11, OPTIONAL, False, 2, "tile", id="tile-f32-L11-groups2"),
-    pytest.param(torch.bfloat16, 9, OPTIONAL, False, None, "tile", id="tile-bf16-L9-all"),
-    pytest.param(torch.float16, 1, OPTIONAL, False, None, "tile", id="tile-f16-L1-all"),
-    pytest.param(torch.float32, 5, ("z",), True, None, "tile", id="tile-f32-L5-z-reverse"),
-    pytest.param(torch.float32, 7, OPTIONAL, False, None, "seq", id="seq-f32-L7-all"),
-    pytest.param(torch.float32, 13, OPTIONAL, True, None, "seq", id="seq-f32-L13-all-reverse"),
-    pytest.param(torch.float32, 11, OPTIONAL, False, 2, "seq", id="seq-f32-L11-groups2"),
-    pytest.param(torch.bfloat16, 9, OPTIONAL, False, None, "seq", id="seq-bf16-L9-all"),
-    pytest.param(torch.float16, 1, OPTIONAL, False, None, "seq", id="seq-f16-L1-all"),
-    pytest.param(torch.float32, 6, (), False, None, "seq", id="seq-f32-L6-none"),
-    pytest.param(torch.float32, 5, ("D",), False, None, "seq", id="seq-f32-L5-D"),
-    pytest.param(torch.float32, 5, ("z",), True, None, "seq", id="seq-f32-L5-z-reverse"),
-    pytest.param(torch.float32, 5, ("delta_bias",), False, None, "seq", id="seq-f32-L5-bias"),
-    pytest.param(torch.float32, 5, ("delta_softplus",), False, None, "seq", id="seq-f32-L5-softplus"),
-    pytest.param(torch.float32, 37, OPTIONAL, True, None, "chunk", id="chunk-f32-L37-all-reverse"),
-    pytest.param(torch.bfloat16, 20, (), False, 2, "chunk", id="chunk-bf16-L20-none-groups2"),
+    pytest.param(torch.float32, 25, OPTIONAL, True, None, id="f32-L25-all-reverse"),
+    pytest.param(torch.float32, 11, OPTIONAL, False, 2, id="f32-L11-groups2"),
+    pytest.param(torch.bfloat16, 21, (), True, 2, id="bf16-L21-none-groups2-reverse"),
+    pytest.param(torch.bfloat16, 9, OPTIONAL, False, None, id="bf16-L9-all"),
+    pytest.param(torch.float16, 1, OPTIONAL, False, None, id="f16-L1-all"),
+    pytest.param(torch.float32, 5, ("D",), False, None, id="f32-L5-D"),
+    pytest.param(torch.float32, 5, ("z",), True, None, id="f32-L5-z-reverse"),
+    pytest.param(torch.float32, 5, ("delta_bias",), False, None, id="f32-L5-bias"),
+    pytest.param(torch.float32, 5, ("delta_softplus",), False, None, id="f32-L5-softplus"),
 ]
 
 
 @pytest.mark.skipif(ON_GPU, reason="CPU interpreter tests; the gpu tests cover CUDA")
-@pytest.mark.parametrize("dtype,length,use,reverse,groups,algo", CPU_CASES)
-def test_interpreter_matches_ref(dtype, length, use, reverse, groups, algo, monkeypatch):
-    monkeypatch.setenv("VIDEOMAMBA_SCAN_ALGO", algo)
+@pytest.mark.parametrize("dtype,length,use,reverse,groups", CPU_CASES)
+def test_interpreter_matches_ref(dtype, length, use, reverse, groups):
     inputs = make_inputs(1, 8, 5, length, dtype, groups=groups, seed=length)
     check_against_ref(inputs, use, TOLERANCE[dtype], reverse=reverse)
 
 
 @pytest.mark.skipif(ON_GPU, reason="CPU interpreter test")
-@pytest.mark.parametrize("segments,backward,slots,prefetch", [
-    ("1", "lean", "1", "0"), ("3", "lean", "1", "0"), ("3", "lean", "0", "1"),
-    ("3", "lean", "1", "1"), ("3", "tile", "1", "0"), ("2", "seq", "1", "0")])
-def test_interpreter_tile_segments(segments, backward, slots, prefetch, monkeypatch):
+@pytest.mark.parametrize("segments,slots,prefetch", [
+    ("1", "1", "0"), ("3", "1", "0"), ("3", "0", "1"), ("3", "1", "1")])
+def test_interpreter_tile_segments(segments, slots, prefetch, monkeypatch):
     """The tiled forward walked in one segment and in three (summaries folded), both ways, with
-    the lean backward (2 persistent programs looping over the work items, or one program per
-    item; with and without prefetching), the previous tiled backward, and the segmented one
-    started from the forward's states."""
-    monkeypatch.setenv("VIDEOMAMBA_SCAN_ALGO", "tile")
+    the lean backward as 2 persistent programs looping over the work items or one program per
+    item, with and without prefetching (three backward segments in each case)."""
     monkeypatch.setenv("VIDEOMAMBA_TILE_SEGMENTS", segments)
-    monkeypatch.setenv("VIDEOMAMBA_TILE_BWD", backward)
     monkeypatch.setenv("VIDEOMAMBA_LEAN_SLOTS", slots)
     monkeypatch.setenv("VIDEOMAMBA_LEAN_PREFETCH", prefetch)
     for reverse in (False, True):
         inputs = make_inputs(1, 8, 5, 23, torch.float32, seed=11)
         check_against_ref(inputs, OPTIONAL, TOLERANCE[torch.float32], reverse=reverse)
+
+
+@pytest.mark.skipif(ON_GPU, reason="the interpreter's segmentation")
+def test_segments_link_forward_and_backward():
+    """The forward stores a state at every backward segment boundary: several segments even at
+    the interpreter's tiny sizes, each a whole number of the kernels' tiles."""
+    from videomamba.ops.selective_scan.triton_common import segment_length
+    from videomamba.ops.selective_scan.triton_op import saved_shape
+
+    seg_len = segment_length(1, 8, 23)
+    assert seg_len % 4 == 0 and 23 / seg_len > 2
+    assert saved_shape(1, 8, 23, 5) == (1, (23 - 1) // seg_len, 8, 8)
+    assert saved_shape(2, 8, 1, 16)[1] == 0  # one step: no boundary
 
 
 @pytest.mark.skipif(ON_GPU, reason="CPU interpreter test")
@@ -188,43 +188,36 @@ def test_gpu_matches_ref(length, dtype, use):
 @pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
 @pytest.mark.parametrize("opt", OPTIONAL)
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
-@pytest.mark.parametrize("algo", ["tile", "seq", "chunk"])
-def test_gpu_each_optional_argument(opt, reverse, algo, monkeypatch):
-    monkeypatch.setenv("VIDEOMAMBA_SCAN_ALGO", algo)
+def test_gpu_each_optional_argument(opt, reverse):
     inputs = make_inputs(2, 64, 16, 1000, torch.bfloat16, groups=None, seed=3)
     check_against_ref(inputs, (opt,), TOLERANCE[torch.bfloat16], reverse=reverse)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
-@pytest.mark.parametrize("config", ["4,32,1/8,8", "8,32,3/4,8", "8,8,1/16,8", "4,8,2/8,16",
-                                    "16,8,1/2,8", "8,16,2/8,8"])
+@pytest.mark.parametrize("config", ["4,32,1", "8,32,3", "8,8,1", "4,8,2", "16,8,1", "8,16,2"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 def test_gpu_tile_configs(config, reverse, monkeypatch):
-    """The tiled forward at each configuration the benchmark may pick, with the previous tiled
-    backward at each of its configurations."""
-    monkeypatch.setenv("VIDEOMAMBA_SCAN_ALGO", "tile")
-    monkeypatch.setenv("VIDEOMAMBA_TILE_BWD", "tile")
-    fwd, bwd = config.split("/")
-    monkeypatch.setenv("VIDEOMAMBA_TILE_CONFIG", fwd)
-    monkeypatch.setenv("VIDEOMAMBA_TILE_BWD_CONFIG", bwd)
+    """The tiled forward (``T,BLOCK_D,segments``) at each configuration the benchmark may pick,
+    with the default backward."""
+    monkeypatch.setenv("VIDEOMAMBA_TILE_CONFIG", config)
     inputs = make_inputs(2, 64, 16, 1000, torch.bfloat16, seed=4)
     check_against_ref(inputs, OPTIONAL, TOLERANCE[torch.bfloat16], reverse=reverse)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
-@pytest.mark.parametrize("backward,config", [
-    ("lean", "4,8,10,200"), ("lean", "4,8,8,0,1"), ("lean", "4,8,0,0"), ("lean", "2,8,14,144"),
-    ("tile", "4,8")])
+@pytest.mark.parametrize("config,segments", [
+    ("4,8,10,200", None), ("4,8,12,168", None), ("4,8,8,0,1", None), ("4,8,0,0", None),
+    ("2,8,14,144", None), ("8,8,0,0", None), ("2,8,0,0", None), ("4,8,0,0", "16,2048"),
+    ("4,8,0,0", "16,8192")])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
-def test_gpu_tile_backwards(backward, config, reverse, monkeypatch):
-    """The lean backward (persistent or one program per item, register caps) and the previous
-    tiled backward at each configuration the benchmark may pick."""
-    monkeypatch.setenv("VIDEOMAMBA_SCAN_ALGO", "tile")
-    monkeypatch.setenv("VIDEOMAMBA_TILE_BWD", backward)
-    key = "VIDEOMAMBA_LEAN_BWD_CONFIG" if backward == "lean" else "VIDEOMAMBA_TILE_BWD_CONFIG"
-    monkeypatch.setenv(key, config)
+def test_gpu_lean_backward_configs(config, segments, reverse, monkeypatch):
+    """The lean backward (persistent or one program per item, register caps, prefetch, tile
+    lengths) and the segmentations at each configuration the benchmark may pick."""
+    monkeypatch.setenv("VIDEOMAMBA_LEAN_BWD_CONFIG", config)
+    if segments:
+        monkeypatch.setenv("VIDEOMAMBA_SEGMENT_CONFIG", segments)
     inputs = make_inputs(2, 64, 16, 1000, torch.bfloat16, seed=5)
     check_against_ref(inputs, OPTIONAL, TOLERANCE[torch.bfloat16], reverse=reverse)
 
@@ -247,28 +240,26 @@ def test_gpu_compile_inductor():
         assert relative_error(g, w) < 1e-5
 
 
-@pytest.mark.parametrize("algo", ["tile", "seq", "chunk"])
-def test_custom_ops_pass_opcheck_with_transposed_B_C(algo, monkeypatch):
+def test_custom_ops_pass_opcheck_with_transposed_B_C():
     """Fake kernels must give the real kernels' shapes, dtypes and strides, also when B and C
     are transposed views (as the mixer passes them); a mismatch breaks Inductor's backward."""
-    from videomamba.ops.selective_scan.triton_op import _scan_bwd_op, _scan_fwd_op, planned_block_l
+    from videomamba.ops.selective_scan.triton_op import _scan_bwd_op, _scan_fwd_op
 
-    monkeypatch.setenv("VIDEOMAMBA_SCAN_ALGO", algo)
     inputs = make_inputs(1, 4, 3, 6, torch.float32, seed=3)
     B = inputs["B"].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
     C = inputs["C"].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
     assert not B.is_contiguous()
     u, delta, A = inputs["u"], inputs["delta"], inputs["A"]
     D, z, bias = inputs["D"], inputs["z"], inputs["delta_bias"]
-    block_l = planned_block_l(4, 6)
-    fwd_args = (u, delta, A, B, C, D, z, bias, True, False, block_l, algo)
-    # the saved summaries are scratch with unwritten padding, so eager-vs-traced equality of all
+    fwd_args = (u, delta, A, B, C, D, z, bias, True, False)
+    # the saved states are scratch with unwritten padding, so eager-vs-traced equality of all
     # outputs (test_aot_dispatch_dynamic) is not a property of this op; values are tested above
     checks = ("test_schema", "test_autograd_registration", "test_faketensor")
     torch.library.opcheck(_scan_fwd_op, fwd_args, test_utils=checks)
     with torch.no_grad():
-        y, last, saved_a, saved_b = _scan_fwd_op(*fwd_args)
+        y, last, ck = _scan_fwd_op(*fwd_args)
     bwd_args = (torch.randn_like(y), None, u.detach(), delta.detach(), A.detach(), B.detach(),
-                C.detach(), D.detach(), z.detach(), bias.detach(), saved_a, saved_b, True, False,
-                block_l, algo)
+                C.detach(), D.detach(), z.detach(), bias.detach(), ck, True, False)
     torch.library.opcheck(_scan_bwd_op, bwd_args, test_utils=checks)
+
+

@@ -9,10 +9,23 @@ dtype, which is what the official Triton kernel does; without it, the un-fused o
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
+
+# checked once: a module constant keeps the check out of torch.compile's traced code
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
+def add_rms_norm_triton(*args, **kwargs):
+    """:func:`videomamba.ops.triton_norm.add_rms_norm_triton`, imported on first use (Triton is
+    optional)."""
+    from videomamba.ops.triton_norm import add_rms_norm_triton as fused
+
+    return fused(*args, **kwargs)
 
 
 class RMSNorm(nn.Module):
@@ -53,11 +66,18 @@ class DropPath(nn.Module):
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.p == 0.0 or not self.training:
+        scale = self.sample_scale(x)
+        if scale is None:
             return x
+        return x * scale.view((x.shape[0],) + (1,) * (x.dim() - 1))
+
+    def sample_scale(self, x: Tensor) -> Tensor | None:
+        """A fresh per-sample factor ``(B,)``: 0 (branch dropped) or ``1 / keep``; None when
+        nothing is dropped (eval mode or ``p == 0``)."""
+        if self.p == 0.0 or not self.training:
+            return None
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask.div_(keep)
+        return x.new_empty((x.shape[0],)).bernoulli_(keep).div_(keep)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -76,6 +96,12 @@ def add_norm(
     Returns ``(normed, residual)``. ``normed`` has the dtype of ``hidden_states`` (fused) or of
     the norm weight (un-fused), as in the official code; the residual is float32 when
     ``residual_in_fp32`` (or when it already was)."""
+    if fused and _fused_kernel_applies(hidden_states, norm, drop_path):
+        scale = None
+        if residual is not None and isinstance(drop_path, DropPath):
+            scale = drop_path.sample_scale(hidden_states)
+        return add_rms_norm_triton(hidden_states, residual, norm.weight, norm.eps, scale,
+                                   residual_in_fp32)
     if fused:
         # The official kernel: add in float32, store the sum in the residual dtype, norm in float32.
         if residual is None:
@@ -91,6 +117,13 @@ def add_norm(
     if residual_in_fp32:
         residual = residual.float()
     return normed, residual
+
+
+def _fused_kernel_applies(hidden_states: Tensor, norm: nn.Module, drop_path: nn.Module) -> bool:
+    """The Triton add + RMSNorm kernel serves CUDA tensors (the eager composition is the same
+    function, for every device and for LayerNorm)."""
+    return (hidden_states.is_cuda and _TRITON_INSTALLED and isinstance(norm, RMSNorm)
+            and isinstance(drop_path, (DropPath, nn.Identity)))
 
 
 class Block(nn.Module):

@@ -3,10 +3,15 @@
 The backward branch of the official "v2" mixer runs on the reversed sequence and its output is
 reversed back. Every step but the scan is per position, so the branch equals, in the original
 order: an anti-causal depthwise conv (the causal one with its taps reversed), the same
-projections, and a scan from t = L-1 down to 0. So nothing is flipped: one grouped conv reads x
-once for both branches, and the two scans are a launch pair whose second adds the first's output
-and applies the shared gate ``silu(z)`` (the official backward branch gates with ``flip(z)`` on
-the flipped sequence, which is ``z`` in place).
+projections, and a scan from t = L-1 down to 0. So nothing is flipped: one fused Triton kernel
+(``ops/triton_conv.py``) reads x once for both branches' convs and SiLUs, and the two scans are a
+launch pair whose second adds the first's output and applies the shared gate ``silu(z)`` (the
+official backward branch gates with ``flip(z)`` on the flipped sequence, which is ``z`` in
+place).
+
+The whole mixer between ``in_proj`` and ``out_proj`` is one custom-op pair
+(``videomamba::bimamba_inner_fwd/bwd``) that saves only ``xz``, the weights and the scans'
+segment states, and recomputes the convs and projections in the backward.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-import triton
 from torch import Tensor
 
-from videomamba.ops.selective_scan.triton_fwd import fwd_config, interpreting
-from videomamba.ops.selective_scan.triton_op import dense_like, run_bwd, run_fwd, saved_shapes, scan_algo
-from videomamba.ops.triton_conv import MAX_WIDTH, bidirectional_conv_silu_triton
+from videomamba.ops.selective_scan.triton_op import dense_like, run_bwd, run_fwd, saved_shape
+from videomamba.ops.triton_conv import (
+    _bi_conv_silu_bwd,
+    _bias_grad_like,
+    bidirectional_conv_silu_triton,
+)
 
 
 class BranchWeights(NamedTuple):
@@ -35,97 +42,37 @@ class BranchWeights(NamedTuple):
     D: Tensor  # (D,)
 
 
-@torch.library.custom_op("videomamba::bi_scan_fwd", mutates_args=())
-def _bi_scan_fwd(
-    u_f: Tensor, delta_f: Tensor, A_f: Tensor, B_f: Tensor, C_f: Tensor, D_f: Tensor, bias_f: Tensor,
-    u_b: Tensor, delta_b: Tensor, A_b: Tensor, B_b: Tensor, C_b: Tensor, D_b: Tensor, bias_b: Tensor,
-    z: Tensor, block_l: int, algo: str,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    y, _, sa_f, sb_f = run_fwd(u_f, delta_f, A_f, B_f, C_f, D_f, None, bias_f, True, False,
-                               block_l, algo)
-    y, _, sa_b, sb_b = run_fwd(u_b, delta_b, A_b, B_b, C_b, D_b, z, bias_b, True, True, block_l,
-                               algo, out=y)
-    return y, sa_f, sb_f, sa_b, sb_b
+def _scan_pair_forward(f: tuple, b: tuple, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Both scans: ``y = silu(z) * (scan_f(...) + reverse_scan_b(...))`` ``(B, D, L)``, written
+    into ``(B, L, D)`` memory (what ``out_proj`` reads, so no transposed copy), and each
+    direction's segment states ``ck`` for the backward. ``f``/``b``: (u, delta, A, B, C, D,
+    delta_bias) of each branch."""
+    batch, channels, length = z.shape
+    y = torch.empty((batch, length, channels), dtype=z.dtype, device=z.device).transpose(1, 2)
+    _, _, ck_f = run_fwd(*f[:6], None, f[6], True, False, out=y, accumulate=False)
+    _, _, ck_b = run_fwd(*b[:6], z, b[6], True, True, out=y, accumulate=True)
+    return y, ck_f, ck_b
 
 
-@_bi_scan_fwd.register_fake
-def _(u_f, delta_f, A_f, B_f, C_f, D_f, bias_f, u_b, delta_b, A_b, B_b, C_b, D_b, bias_b, z,
-      block_l, algo):
-    batch, channels, length = u_f.shape
-    shape_a, shape_b = saved_shapes(batch, channels, length, A_f.shape[1], block_l, algo)
-    new = lambda shape: u_f.new_empty(shape, dtype=torch.float32)  # noqa: E731
-    return (torch.empty(u_f.shape, dtype=u_f.dtype, device=u_f.device),
-            new(shape_a), new(shape_b), new(shape_a), new(shape_b))
-
-
-@torch.library.custom_op("videomamba::bi_scan_bwd", mutates_args=())
-def _bi_scan_bwd(
-    dy: Tensor,
-    u_f: Tensor, delta_f: Tensor, A_f: Tensor, B_f: Tensor, C_f: Tensor, D_f: Tensor, bias_f: Tensor,
-    u_b: Tensor, delta_b: Tensor, A_b: Tensor, B_b: Tensor, C_b: Tensor, D_b: Tensor, bias_b: Tensor,
-    z: Tensor, sa_f: Tensor, sb_f: Tensor, sa_b: Tensor, sb_b: Tensor, block_l: int, algo: str,
-) -> list[Tensor]:
-    partner = torch.empty(dy.shape, device=dy.device, dtype=torch.float32)
-    g_f = run_bwd(dy, u_f, delta_f, A_f, B_f, C_f, D_f, z, bias_f, True, sa_f, sb_f, block_l, algo,
-                  z_mode=1, partner=partner)
-    g_b = run_bwd(dy, u_b, delta_b, A_b, B_b, C_b, D_b, z, bias_b, True, sa_b, sb_b, block_l, algo,
-                  reverse=True, z_mode=2, partner=partner)
+def _scan_pair_backward(dy: Tensor, f: tuple, b: tuple, z: Tensor, ck_f: Tensor,
+                        ck_b: Tensor) -> list[Tensor]:
+    """Gradients of :func:`_scan_pair_forward`: per branch (du, ddelta, dA, dB, dC, dD,
+    ddelta_bias), then dz. The first launch writes its ungated output to a float32 buffer so
+    that the second, which owns the gate, can form dz."""
+    partner = torch.empty_like(dy, dtype=torch.float32)
+    g_f = run_bwd(dy, *f[:6], z, f[6], True, ck_f, z_mode=1, partner=partner)
+    g_b = run_bwd(dy, *b[:6], z, b[6], True, ck_b, reverse=True, z_mode=2, partner=partner)
     grads = []
-    for g, (A, B, C, D, bias) in ((g_f, (A_f, B_f, C_f, D_f, bias_f)), (g_b, (A_b, B_b, C_b, D_b, bias_b))):
-        grads += [g["du"], g["ddelta"], g["dA"].to(A.dtype), g["dB"].to(B.dtype),
-                  g["dC"].to(C.dtype), g["dD"].to(D.dtype), g["ddelta_bias"].to(bias.dtype)]
+    for g in (g_f, g_b):
+        grads += [g["du"], g["ddelta"], g["dA"], g["dB"], g["dC"], g["dD"], g["ddelta_bias"]]
     return grads + [g_b["dz"]]
-
-
-@_bi_scan_bwd.register_fake
-def _(dy, u_f, delta_f, A_f, B_f, C_f, D_f, bias_f, u_b, delta_b, A_b, B_b, C_b, D_b, bias_b, z,
-      sa_f, sb_f, sa_b, sb_b, block_l, algo):
-    grads = []
-    for u, delta, A, B, C, D, bias in ((u_f, delta_f, A_f, B_f, C_f, D_f, bias_f),
-                                       (u_b, delta_b, A_b, B_b, C_b, D_b, bias_b)):
-        grads += [dense_like(t) for t in (u, delta, A, B, C, D, bias)]
-    return grads + [dense_like(z)]
-
-
-def _bi_setup(ctx, inputs, output):
-    *tensors, block_l, algo = inputs
-    _, *saved = output
-    ctx.save_for_backward(*tensors, *saved)
-    ctx.flags = (block_l, algo)
-
-
-def _bi_backward(ctx, dy, *_dsaved):
-    grads = _bi_scan_bwd(dy, *ctx.saved_tensors, *ctx.flags)
-    return (*grads, None, None)
-
-
-_bi_scan_fwd.register_autograd(_bi_backward, setup_context=_bi_setup)
-
-
-def bidirectional_conv_silu(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,
-                            b_b: Tensor | None) -> tuple[Tensor, Tensor]:
-    """``silu(causal_conv(x, w_f))`` and, in the original order, the backward branch's
-    ``flip(silu(causal_conv(flip(x), w_b)))``. x ``(B, D, L)``; weights ``(D, K)`` or
-    ``(D, 1, K)``; returns two ``(B, D, L)``. Without autograd on CUDA (or the Triton
-    interpreter), one fused Triton kernel (``ops/triton_conv.py``) computes both with their SiLU;
-    otherwise the grouped conv. The fused kernel's backward is correct but measured 3x slower
-    than the grouped conv's (H200, docs/kernels.md "Whole model"), so training keeps the latter."""
-    if _fused_conv_applies(x, w_f, b_f, w_b, b_b):
-        return bidirectional_conv_silu_triton(x, w_f, b_f, w_b, b_b)
-    return bidirectional_conv_silu_grouped(x, w_f, b_f, w_b, b_b)
-
-
-def _fused_conv_applies(x: Tensor, *params: Tensor | None) -> bool:
-    width = params[0].numel() // max(x.shape[1], 1)
-    needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, *params))
-    return (x.is_cuda or interpreting()) and width <= MAX_WIDTH and not needs_grad
 
 
 def bidirectional_conv_silu_grouped(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,
                                     b_b: Tensor | None) -> tuple[Tensor, Tensor]:
-    """:func:`bidirectional_conv_silu` from one grouped ``F.conv1d`` that reads ``x`` once (any
-    device, any width)."""
+    """``silu(causal_conv(x, w_f) + b_f)`` and ``silu(anticausal_conv(x, w_b) + b_b)`` (the
+    backward branch's conv in the original order) from one grouped ``F.conv1d`` that reads ``x``
+    ``(B, D, L)`` once: any device, any width. The reference of the fused Triton kernel."""
     channels, length = x.shape[1], x.shape[2]
     w_f, w_b = w_f.reshape(channels, -1), w_b.reshape(channels, -1)
     width = w_f.shape[1]
@@ -142,27 +89,150 @@ def bidirectional_conv_silu_grouped(x: Tensor, w_f: Tensor, b_f: Tensor | None, 
     return F.silu(out[:, :, 0, :length]), F.silu(out[:, :, 1, width - 1:])
 
 
-def _branch_inputs(x: Tensor, w: BranchWeights, d_state: int, dt_rank: int):
-    """(u, delta, A, B, C, D, delta_bias) of one branch, all in the original order."""
-    x_dbl = F.linear(x.transpose(1, 2), w.x_proj_weight)  # (B, L, dt_rank + 2N)
-    dt, B, C = x_dbl.split([dt_rank, d_state, d_state], dim=-1)
-    delta = F.linear(dt, w.dt_proj_weight).transpose(1, 2)  # (B, D, L)
-    A = -torch.exp(w.A_log.float())
-    return (x, delta, A, B.transpose(1, 2), C.transpose(1, 2), w.D.float(),
-            w.dt_proj_bias.float())
-
-
 def bimamba_inner_triton(
     xz: Tensor, forward: BranchWeights, backward: BranchWeights, d_state: int, dt_rank: int
 ) -> Tensor:
     """The mixer between ``in_proj`` and ``out_proj``: ``xz`` ``(B, 2*D, L)`` (x then z) ->
     ``silu(z) * (branch_f(x) + flip(branch_b(flip(x))))`` ``(B, D, L)``, on CUDA (or the Triton
     interpreter). Differentiable in ``xz`` and every weight."""
-    x, z = xz.chunk(2, dim=1)
-    x_f, x_b = bidirectional_conv_silu(x, forward.conv_weight, forward.conv_bias,
-                                       backward.conv_weight, backward.conv_bias)
-    f = _branch_inputs(x_f, forward, d_state, dt_rank)
-    b = _branch_inputs(x_b, backward, d_state, dt_rank)
-    block_l = fwd_config(x.shape[1], x.shape[2])[1]
-    y, *_ = _bi_scan_fwd(*f, *b, z, block_l, scan_algo())
+    y, *_ = _bimamba_inner_fwd(xz, *forward, *backward, d_state, dt_rank)
     return y
+
+
+# --- the whole mixer inner as one op pair, recomputing instead of saving ----------------------
+#
+# Autograd over the composition above would keep, per block, both branches' conv outputs, their
+# deltas, the pre-SiLU conv outputs and the scan inputs: about nine (B, D, L) tensors. Like the
+# official ``mamba_inner_fn``, this pair saves only ``xz``, the weights and the scans' small
+# segment states, and recomputes the convs and projections (cheap next to the scans) in the
+# backward, where every gradient is written out explicitly so that the op stays opaque to
+# ``torch.compile``.
+
+def _branch_weights(*tensors: Tensor | None) -> BranchWeights:
+    return BranchWeights(*tensors)  # type: ignore[arg-type]
+
+
+def _projections(u: Tensor, w: BranchWeights, d_state: int, dt_rank: int):
+    """``x_dbl`` ``(B, L, dt_rank + 2N)`` and the scan inputs of one branch from its conv output
+    ``u`` ``(B, D, L)``, the weights cast to ``u``'s dtype (what autocast does to the linears)."""
+    x_dbl = F.linear(u.transpose(1, 2), w.x_proj_weight.to(u.dtype))
+    dt, B, C = x_dbl.split([dt_rank, d_state, d_state], dim=-1)
+    delta = F.linear(dt, w.dt_proj_weight.to(u.dtype)).transpose(1, 2)
+    A = -torch.exp(w.A_log.float())
+    scan_in = (u, delta, A, B.transpose(1, 2), C.transpose(1, 2), w.D.float(),
+               w.dt_proj_bias.float())
+    return x_dbl, scan_in
+
+
+def _inner_forward(xz: Tensor, fw: BranchWeights, bw: BranchWeights, d_state: int,
+                   dt_rank: int) -> tuple[Tensor, Tensor, Tensor]:
+    x, z = xz.chunk(2, dim=1)
+    x_f, x_b = bidirectional_conv_silu_triton(x, fw.conv_weight, fw.conv_bias, bw.conv_weight,
+                                              bw.conv_bias)
+    _, f = _projections(x_f, fw, d_state, dt_rank)
+    _, b = _projections(x_b, bw, d_state, dt_rank)
+    return _scan_pair_forward(f, b, z)
+
+
+@torch.library.custom_op("videomamba::bimamba_inner_fwd", mutates_args=())
+def _bimamba_inner_fwd(
+    xz: Tensor,
+    conv_w_f: Tensor, conv_b_f: Tensor | None, x_proj_f: Tensor, dt_w_f: Tensor, dt_b_f: Tensor,
+    A_log_f: Tensor, D_f: Tensor,
+    conv_w_b: Tensor, conv_b_b: Tensor | None, x_proj_b: Tensor, dt_w_b: Tensor, dt_b_b: Tensor,
+    A_log_b: Tensor, D_b: Tensor,
+    d_state: int, dt_rank: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
+    bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
+    return _inner_forward(xz, fw, bw, d_state, dt_rank)
+
+
+@_bimamba_inner_fwd.register_fake
+def _(xz, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f, conv_w_b, conv_b_b,
+      x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b, d_state, dt_rank):
+    batch, channels, length = xz.shape[0], xz.shape[1] // 2, xz.shape[2]
+    ck_shape = saved_shape(batch, channels, length, A_log_f.shape[1])
+    y = torch.empty((batch, length, channels), dtype=xz.dtype, device=xz.device).transpose(1, 2)
+    return (y, xz.new_empty(ck_shape, dtype=torch.float32),
+            xz.new_empty(ck_shape, dtype=torch.float32))
+
+
+def _projection_grads(grads: list[Tensor], u: Tensor, x_dbl: Tensor, w: BranchWeights,
+                      dt_rank: int):
+    """One branch: the scan's (du, ddelta, dA, dB, dC, dD, ddelta_bias) -> the gradient of the
+    conv output ``u`` ``(B, D, L)`` and of x_proj, dt_proj (weight, bias), A_log and D."""
+    du, ddelta, dA, dB, dC, dD, dbias = grads
+    channels = u.shape[1]
+    ddelta_t = ddelta.transpose(1, 2)  # (B, L, D)
+    ddt = ddelta_t @ w.dt_proj_weight.to(ddelta.dtype)  # (B, L, dt_rank)
+    dx_dbl = torch.cat([ddt.to(u.dtype), dB.transpose(1, 2).to(u.dtype),
+                        dC.transpose(1, 2).to(u.dtype)], dim=-1)  # (B, L, dt_rank + 2N)
+    width = dx_dbl.shape[-1]
+    dt = x_dbl[..., :dt_rank].reshape(-1, dt_rank)
+    d_dt_w = ddelta_t.reshape(-1, channels).t().to(u.dtype) @ dt
+    d_x_proj = dx_dbl.reshape(-1, width).t() @ u.transpose(1, 2).reshape(-1, channels)
+    du = du + (dx_dbl @ w.x_proj_weight.to(u.dtype)).transpose(1, 2)
+    dA_log = dA.float() * -torch.exp(w.A_log.float())
+    return du, [d_x_proj.to(w.x_proj_weight.dtype), d_dt_w.to(w.dt_proj_weight.dtype),
+                dbias.to(w.dt_proj_bias.dtype), dA_log.to(w.A_log.dtype), dD.to(w.D.dtype)]
+
+
+@torch.library.custom_op("videomamba::bimamba_inner_bwd", mutates_args=())
+def _bimamba_inner_bwd(
+    dy: Tensor, xz: Tensor,
+    conv_w_f: Tensor, conv_b_f: Tensor | None, x_proj_f: Tensor, dt_w_f: Tensor, dt_b_f: Tensor,
+    A_log_f: Tensor, D_f: Tensor,
+    conv_w_b: Tensor, conv_b_b: Tensor | None, x_proj_b: Tensor, dt_w_b: Tensor, dt_b_b: Tensor,
+    A_log_b: Tensor, D_b: Tensor,
+    ck_f: Tensor, ck_b: Tensor, d_state: int, dt_rank: int,
+) -> list[Tensor]:
+    fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
+    bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
+    x, z = xz.chunk(2, dim=1)
+    x_f, x_b = bidirectional_conv_silu_triton(x, fw.conv_weight, fw.conv_bias, bw.conv_weight,
+                                              bw.conv_bias)
+    x_dbl_f, f = _projections(x_f, fw, d_state, dt_rank)
+    x_dbl_b, b = _projections(x_b, bw, d_state, dt_rank)
+    scan_grads = _scan_pair_backward(dy, f, b, z, ck_f, ck_b)
+    du_f, grads_f = _projection_grads(scan_grads[:7], x_f, x_dbl_f, fw, dt_rank)
+    del x_f, f
+    du_b, grads_b = _projection_grads(scan_grads[7:14], x_b, x_dbl_b, bw, dt_rank)
+    del x_b, b
+    dx, dw_f, db_f, dw_b, db_b = _bi_conv_silu_bwd(du_f, du_b, x, fw.conv_weight, fw.conv_bias,
+                                                   bw.conv_weight, bw.conv_bias)
+    dxz = torch.empty_like(xz)
+    dxz[:, : x.shape[1]].copy_(dx)
+    dxz[:, x.shape[1]:].copy_(scan_grads[14])
+    return [dxz, dw_f, db_f, *grads_f, dw_b, db_b, *grads_b]
+
+
+@_bimamba_inner_bwd.register_fake
+def _(dy, xz, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f, conv_w_b, conv_b_b,
+      x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b, ck_f, ck_b, d_state, dt_rank):
+    channels = xz.shape[1] // 2
+    grads = [torch.empty_like(xz)]
+    for conv_w, conv_b, *rest in ((conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f),
+                                  (conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)):
+        grads += [dense_like(conv_w), _bias_grad_like(conv_b, conv_w, channels),
+                  *[dense_like(t) for t in rest]]
+    return grads
+
+
+def _inner_setup(ctx, inputs, output):
+    *tensors, d_state, dt_rank = inputs
+    _, *saved = output
+    ctx.has_conv_bias = (tensors[2] is not None, tensors[9] is not None)
+    ctx.save_for_backward(*tensors, *saved)
+    ctx.flags = (d_state, dt_rank)
+
+
+def _inner_backward(ctx, dy, *_dsaved):
+    grads = _bimamba_inner_bwd(dy, *ctx.saved_tensors, *ctx.flags)
+    has_bf, has_bb = ctx.has_conv_bias
+    grads[2] = grads[2] if has_bf else None
+    grads[9] = grads[9] if has_bb else None
+    return (*grads, None, None)
+
+
+_bimamba_inner_fwd.register_autograd(_inner_backward, setup_context=_inner_setup)

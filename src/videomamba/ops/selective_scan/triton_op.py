@@ -2,15 +2,12 @@
 ``torch.compile`` traces a model through it without graph breaks.
 
 ``videomamba::scan_fwd`` / ``videomamba::scan_bwd`` wrap one direction; ``selective_scan_triton``
-is the public function with the contract of ``ref.selective_scan_ref``. Three kernel families,
-picked by ``VIDEOMAMBA_SCAN_ALGO``: ``tile`` (the default: ``triton_tile.py``, time-tiled forward;
-its backward by ``VIDEOMAMBA_TILE_BWD``: ``lean`` (default, ``triton_tile_bwd.py``), ``tile`` (the
-previous one in ``triton_tile.py``) or ``seq`` (the segmented backward of ``triton_seq.py``,
-started from the forward's stored segment states)), ``seq`` (``triton_seq.py`` both
-ways) and ``chunk`` (``triton_fwd.py`` / ``triton_bwd.py``, chunked associative scan). The
-forward saves two tensors for the backward:
-the segment-boundary states and an empty tensor (``tile``), the segment summaries (``seq``) or
-the chunk-boundary states and an empty tensor (``chunk``).
+is the public function with the contract of ``ref.selective_scan_ref``. The kernels: the
+time-tiled forward (``triton_tile.py``) and the lean backward (``triton_tile_bwd.py``). The
+forward saves, for the backward, the state at every segment boundary (``ck``, float32
+``(B, n_seg - 1, N_pow2, D)``; segments of ``triton_common.segment_length`` steps). Earlier kernel
+generations (chunked, segmented sequential, the first tiled backward) were removed after commit
+353f833; their measurements are in docs/kernels.md.
 """
 
 from __future__ import annotations
@@ -19,69 +16,33 @@ import torch
 import triton
 from torch import Tensor
 
-import os
-
-from videomamba.ops.selective_scan.triton_bwd import scan_bwd
-from videomamba.ops.selective_scan.triton_fwd import fwd_config, scan_fwd
-from videomamba.ops.selective_scan.triton_seq import seq_bwd, seq_config, seq_fwd
-from videomamba.ops.selective_scan.triton_tile import tile_bwd, tile_fwd
+from videomamba.ops.selective_scan.triton_common import segment_length
+from videomamba.ops.selective_scan.triton_tile import tile_fwd
 from videomamba.ops.selective_scan.triton_tile_bwd import lean_bwd
 
-ALGOS = ("tile", "seq", "chunk")
+
+def run_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, out=None,
+            accumulate=None):
+    """One direction's forward: ``(y, last, ck)`` (``triton_tile.tile_fwd``, storing the state at
+    every backward segment boundary; ``out``/``accumulate`` as there)."""
+    seg_len = segment_length(u.shape[0], u.shape[1], u.shape[2])
+    return tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=reverse, out=out,
+                    ck_steps=seg_len, accumulate=accumulate)
 
 
-def scan_algo() -> str:
-    """``tile``, ``seq`` or ``chunk`` (environment variable ``VIDEOMAMBA_SCAN_ALGO``, default
-    ``tile``)."""
-    algo = os.environ.get("VIDEOMAMBA_SCAN_ALGO", "tile")
-    if algo not in ALGOS:
-        raise ValueError(f"VIDEOMAMBA_SCAN_ALGO must be one of {ALGOS}, got {algo!r}")
-    return algo
-
-
-def run_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, block_l, algo, out=None):
-    """One direction's forward: ``(y, last, saved_a, saved_b)``."""
-    if algo == "tile":
-        seg_len = seq_config(u.shape[0], u.shape[1], u.shape[2])["seg_len"]
-        y, last, ck = tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                               reverse=reverse, out=out, ck_steps=seg_len)
-        return y, last, ck, u.new_empty(0, dtype=torch.float32)
-    if algo == "seq":
-        return seq_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=reverse, out=out)
-    y, last, states, used = scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                     reverse=reverse, out=out)
-    if used != block_l:
-        raise RuntimeError(f"scan_fwd used BLOCK_L={used}, the caller planned {block_l}")
-    return y, last, states, u.new_empty(0, dtype=torch.float32)
-
-
-def run_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, saved_b, block_l,
-            algo, dlast=None, reverse=False, z_mode=0, partner=None) -> dict:
-    """One direction's backward (see ``triton_bwd.scan_bwd`` for the outputs)."""
-    tile_bwd_kind = os.environ.get("VIDEOMAMBA_TILE_BWD", "lean")
-    if algo == "tile" and tile_bwd_kind in ("lean", "tile"):
-        seg_len = seq_config(u.shape[0], u.shape[1], u.shape[2])["seg_len"]
-        backward = lean_bwd if tile_bwd_kind == "lean" else tile_bwd
-        return backward(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, seg_len,
-                        dlast=dlast, reverse=reverse, z_mode=z_mode, partner=partner)
-    if algo in ("seq", "tile"):  # tile with VIDEOMAMBA_TILE_BWD=seq: the segmented backward
-        return seq_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, saved_b,
-                       dlast=dlast, reverse=reverse, z_mode=z_mode, partner=partner,
-                       entry_states=algo == "tile")
-    return scan_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, block_l,
+def run_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, dlast=None,
+            reverse=False, z_mode=0, partner=None) -> dict:
+    """One direction's backward (outputs: ``triton_tile_bwd.lean_bwd``)."""
+    seg_len = segment_length(u.shape[0], u.shape[1], u.shape[2])
+    return lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_len,
                     dlast=dlast, reverse=reverse, z_mode=z_mode, partner=partner)
 
 
-def saved_shapes(batch: int, channels: int, length: int, n_state: int, block_l: int, algo: str):
-    """Shapes of the two tensors the forward saves (for the fake implementations)."""
+def saved_shape(batch: int, channels: int, length: int, n_state: int) -> tuple[int, ...]:
+    """Shape of ``ck``, the tensor the forward saves (for the fake implementations)."""
+    seg_len = segment_length(batch, channels, length)
     n_pow2 = max(triton.next_power_of_2(n_state), 2)
-    if algo == "tile":
-        seg_len = seq_config(batch, channels, length)["seg_len"]
-        return (batch, (max(length, 1) - 1) // seg_len, n_pow2, channels), (0,)
-    if algo == "seq":
-        n_seg = seq_config(batch, channels, length)["n_seg"]
-        return (batch, n_seg, n_pow2, channels), (batch, n_seg, channels)
-    return (batch, channels, max(triton.cdiv(length, block_l), 1), n_pow2), (0,)
+    return batch, (max(length, 1) - 1) // seg_len, n_pow2, channels
 
 
 def dense_like(t: Tensor) -> Tensor:
@@ -94,32 +55,31 @@ def dense_like(t: Tensor) -> Tensor:
 @torch.library.custom_op("videomamba::scan_fwd", mutates_args=())
 def _scan_fwd_op(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
-    delta_bias: Tensor | None, delta_softplus: bool, reverse: bool, block_l: int, algo: str,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    y, last, saved_a, saved_b = run_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                        reverse, block_l, algo)
-    return y, last.contiguous(), saved_a, saved_b
+    delta_bias: Tensor | None, delta_softplus: bool, reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    y, last, ck = run_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse)
+    return y, last.contiguous(), ck
 
 
 @_scan_fwd_op.register_fake
-def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, block_l, algo):
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse):
     batch, channels, length = u.shape
     n_state = A.shape[1]
-    shape_a, shape_b = saved_shapes(batch, channels, length, n_state, block_l, algo)
     y = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     last = u.new_empty((batch, channels, n_state), dtype=torch.float32)
-    return (y, last, u.new_empty(shape_a, dtype=torch.float32),
-            u.new_empty(shape_b, dtype=torch.float32))
+    ck = u.new_empty(saved_shape(batch, channels, length, n_state), dtype=torch.float32)
+    return y, last, ck
 
 
 @torch.library.custom_op("videomamba::scan_bwd", mutates_args=())
 def _scan_bwd_op(
     dy: Tensor, dlast: Tensor | None, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-    D: Tensor | None, z: Tensor | None, delta_bias: Tensor | None, saved_a: Tensor,
-    saved_b: Tensor, delta_softplus: bool, reverse: bool, block_l: int, algo: str,
+    D: Tensor | None, z: Tensor | None, delta_bias: Tensor | None, ck: Tensor,
+    delta_softplus: bool, reverse: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    g = run_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, saved_a, saved_b, block_l,
-                algo, dlast=dlast, reverse=reverse)
+    # contiguous: the fake kernel promises contiguous du/ddelta/dz (they take dy's layout)
+    g = run_bwd(dy.contiguous(), u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck,
+                dlast=dlast, reverse=reverse)
     return (
         g["du"], g["ddelta"], g["dA"].to(A.dtype), g["dB"].to(B.dtype), g["dC"].to(C.dtype),
         g["dD"].to(D.dtype) if D is not None else u.new_empty(0),
@@ -129,8 +89,7 @@ def _scan_bwd_op(
 
 
 @_scan_bwd_op.register_fake
-def _(dy, dlast, u, delta, A, B, C, D, z, delta_bias, saved_a, saved_b, delta_softplus, reverse,
-      block_l, algo):
+def _(dy, dlast, u, delta, A, B, C, D, z, delta_bias, ck, delta_softplus, reverse):
     return (
         torch.empty(u.shape, dtype=u.dtype, device=u.device),
         torch.empty(delta.shape, dtype=delta.dtype, device=u.device),
@@ -142,36 +101,29 @@ def _(dy, dlast, u, delta, A, B, C, D, z, delta_bias, saved_a, saved_b, delta_so
 
 
 def _setup_context(ctx, inputs, output):
-    u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, block_l, algo = inputs
-    _, _, saved_a, saved_b = output
-    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, saved_a, saved_b)
-    ctx.flags = (delta_softplus, reverse, block_l, algo)
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse = inputs
+    _, _, ck = output
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ck)
+    ctx.flags = (delta_softplus, reverse)
 
 
-def _backward(ctx, dy, dlast, _dsaved_a, _dsaved_b):
-    u, delta, A, B, C, D, z, delta_bias, saved_a, saved_b = ctx.saved_tensors
-    delta_softplus, reverse, block_l, algo = ctx.flags
+def _backward(ctx, dy, dlast, _dck):
+    u, delta, A, B, C, D, z, delta_bias, ck = ctx.saved_tensors
     if dy is None:
         dy = torch.zeros_like(u)
     du, ddelta, dA, dB, dC, dD, dz, dbias = _scan_bwd_op(
-        dy, dlast, u, delta, A, B, C, D, z, delta_bias, saved_a, saved_b, delta_softplus, reverse,
-        block_l, algo
+        dy, dlast, u, delta, A, B, C, D, z, delta_bias, ck, *ctx.flags
     )
     return (
         du, ddelta, dA, dB, dC,
         dD if D is not None else None,
         dz if z is not None else None,
         dbias if delta_bias is not None else None,
-        None, None, None, None,
+        None, None,
     )
 
 
 _scan_fwd_op.register_autograd(_backward, setup_context=_setup_context)
-
-
-def planned_block_l(channels: int, length: int) -> int:
-    """The forward kernel's chunk length for this problem (the backward must use the same)."""
-    return fwd_config(channels, length)[1]
 
 
 def selective_scan_triton(
@@ -192,7 +144,6 @@ def selective_scan_triton(
     ``(D,)``). ``reverse`` scans from t = L-1 down to 0 by index (equal to flipping every input and
     the output along L, without the copies). Differentiable in every tensor argument and in the
     returned last state (float32 ``(B, D, N)``)."""
-    block_l = planned_block_l(u.shape[1], u.shape[2])
-    y, last, _, _ = _scan_fwd_op(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
-                                 bool(reverse), block_l, scan_algo())
+    y, last, _ = _scan_fwd_op(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
+                              bool(reverse))
     return (y, last) if return_last_state else y

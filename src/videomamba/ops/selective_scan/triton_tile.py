@@ -1,4 +1,4 @@
-"""Time-tiled Triton kernels of the selective scan (contract: ``ref.py``), the default.
+"""Time-tiled Triton forward of the selective scan (contract: ``ref.py``).
 
 One program owns one batch row, ``BLOCK_D`` channels and one segment of the sequence, which it
 walks in tiles of ``T`` steps. A tile is ``(BLOCK_D, N, T)`` with the ``T`` steps in registers:
@@ -9,19 +9,19 @@ Per tile every input is loaded at once (``T`` steps of u, delta, z, B, C), the e
 ``B x`` are computed for the whole tile, and the recurrence over ``T`` is an
 ``associative_scan`` along the in-register axis (no shuffles; the carried state enters through
 the tile's first element), so a tile's loads are all in flight before its arithmetic and the
-per-step load/address overhead of ``triton_seq`` is divided by ``T``.
+per-step load/address overhead of a step-by-step loop is divided by ``T``.
 
 With ``n_seg == 1`` the sequence is walked once (one exponential per state element and step).
-With ``n_seg > 1`` there are two launches, as in ``triton_seq``: ``SUMMARY`` programs compute
-each segment's final state from zero and its sum of delta, then the output programs fold the
-summaries before their segment into its entry state. That doubles the exponentials but lets
-more warps run when ``batch * channels / 32`` warps would leave most of the GPU idle.
+With ``n_seg > 1`` there are two launches: ``SUMMARY`` programs compute each segment's final
+state from zero and its sum of delta, then the output programs fold the summaries before their
+segment into its entry state. That doubles the exponentials but lets more warps run when
+``batch * channels / 32`` warps would leave most of the GPU idle.
 
 The output pass stores the state at every multiple of ``ck_steps`` of the position (after the
-positions below it, or in a reverse scan above it), so that the backward pass (``tile_bwd``
-below, or ``triton_seq.seq_bwd`` with ``entry_states``) starts each of its segments from it.
-The loads of tile k + 1 are issued before the arithmetic of tile k. Measurements and the layout
-rules these kernels rely on: ``docs/kernels.md`` (version 3).
+positions below it, or in a reverse scan above it), so that the backward pass
+(``triton_tile_bwd.lean_bwd``) starts each of its segments from it. The loads of tile k + 1 are
+issued before the arithmetic of tile k. Measurements and the layout rules these kernels rely on:
+``docs/kernels.md`` (version 3).
 """
 
 from __future__ import annotations
@@ -33,18 +33,14 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from videomamba.ops.selective_scan.triton_fwd import (
+from videomamba.ops.selective_scan.triton_common import (
+    _affine_combine,
     _softplus,
+    a_by_state,
     as_groups,
     block_for_groups,
     interpreting,
 )
-
-
-@triton.jit
-def _affine_combine(a_prev, b_prev, a_next, b_next):
-    """Compose ``h -> a h + b`` steps (``prev`` first)."""
-    return a_prev * a_next, b_prev * a_next + b_next
 
 
 @triton.jit
@@ -212,17 +208,13 @@ def tile_config(batch: int, channels: int, length: int) -> dict:
             "tiles_per_seg": tiles_per_seg}
 
 
-def _a_by_state(A: Tensor) -> tuple[Tensor, int, int]:
-    at = A.t().contiguous()  # (N, D): contiguous along channels, the lane axis
-    return at, at.stride(1), at.stride(0)
-
-
 def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False, out=None,
-             ck_steps: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+             ck_steps: int = 0, accumulate: bool | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Forward on the tiled kernel. Returns ``(y, last (B, D, N) float32, ck)`` where ``ck``
     ``(B, n_ck, N_pow2, D)`` float32 holds, for k = 1 .. n_ck = (L - 1) // ck_steps, the state
     after the positions below k * ck_steps (with ``reverse``, at and above it); ``ck_steps`` is a
-    multiple of the tile length, 0 stores none."""
+    multiple of the tile length, 0 stores none. ``y`` is written into ``out`` (any strides) when
+    given, added to what it holds when ``accumulate`` (default: whenever ``out`` is given)."""
     batch, channels, length = u.shape
     n_state = A.shape[1]
     B4, C4 = as_groups(B), as_groups(C)
@@ -244,7 +236,7 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
     y = out if out is not None else torch.empty_like(u, memory_format=torch.contiguous_format)
     zz = z if z is not None else u
     bias = delta_bias if delta_bias is not None else u
-    At, sA_d, sA_n = _a_by_state(A)
+    At, sA_d, sA_n = a_by_state(A)
     grid = (batch, triton.cdiv(channels, block_d), n_seg)
     args = (u, delta, At, B4, C4, D if D is not None else u, zz, bias, y, last, ck, hseg, dsum,
             length, channels, chans_per_group, n_state, triton.cdiv(max(length, 1), t),
@@ -253,318 +245,11 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
             *B4.stride(), *C4.stride(), sA_d, sA_n)
     flags = dict(N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None,
                  HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                 SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), ACCUMULATE=out is not None,
+                 SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse),
+                 ACCUMULATE=out is not None if accumulate is None else bool(accumulate),
                  SPLIT_N=block_d < 32, num_warps=max(block_d // 32, 1))
     if n_seg > 1:
         _tile_fwd[grid](*args, SUMMARY=True, SAVE_CK=False, **flags)
     _tile_fwd[grid](*args, SUMMARY=False, SAVE_CK=n_ck > 0, **flags)
     return y, last, ck
 
-
-# --- backward -------------------------------------------------------------------------------
-#
-# The backward walks the segments of ``triton_seq`` (``seq_config``'s ``seg_len``, aligned to
-# position 0) with the forward's tiles and layout. ``SUMMARY`` programs compute each segment's
-# adjoint at its first scan step from a zero carry, and the sum of delta_{next(t)} over it (the
-# decay that the carry from the following segment sees). The gradient programs fold those into
-# their carry, take their entry state from the forward's checkpoints, walk their segment once
-# forwards storing each tile's entry state into a small per-program scratch, then walk it back
-# tile by tile: recompute the tile's states (one scan), the adjoint ``g_t = C_t dout_t +
-# exp(delta_{t+1} A) g_{t+1}`` (a reverse scan; delta_{t+1} is loaded shifted by one), and every
-# gradient of the tile. dB and dC (sums over channels) go out as float32 atomics per tile.
-
-
-@triton.jit(do_not_specialize=["su_t", "sd_t", "sz_t", "sg_t", "sA_d", "sA_n", "sB_n", "sB_t",
-                               "sC_n", "sC_t"])
-def _tile_bwd(
-    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dy_ptr, dlast_ptr,
-    ck_ptr, gseg_ptr, dnext_ptr, scratch_ptr,
-    du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr, partner_ptr,
-    length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
-    su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sg_b, sg_d, sg_t,
-    sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
-    N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
-    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, Z_MODE: tl.constexpr,
-    SUMMARY: tl.constexpr, SPLIT_N: tl.constexpr,
-):
-    pid_b, pid_d, seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    n_blocks = tl.num_programs(1)
-    offs_dl = tl.arange(0, BLOCK_D)[:, None, None]
-    offs_d = pid_d * BLOCK_D + offs_dl  # (BLOCK_D, 1, 1)
-    offs_n = tl.arange(0, N)[None, :, None]  # (1, N, 1)
-    offs_t = tl.arange(0, T)[None, None, :]  # (1, 1, T)
-    mask_d, mask_n = offs_d < channels, offs_n < n_state
-    mask_nd = mask_n & mask_d
-    n_groups = channels // chans_per_group
-    group = (pid_d * BLOCK_D) // chans_per_group
-    a_ptrs = A_ptr + offs_d * sA_d + offs_n * sA_n
-    A2 = tl.load(a_ptrs, mask=mask_nd, other=0.0) * 1.4426950408889634  # (BLOCK_D, N, 1)
-    bias = 0.0
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    u_base = u_ptr + pid_b * su_b + offs_d * su_d
-    d_base = delta_ptr + pid_b * sd_b + offs_d * sd_d
-    z_base = z_ptr + pid_b * sz_b + offs_d * sz_d
-    g_off = pid_b * sg_b + offs_d * sg_d
-    # B and C at the full tile shape when N is split across lanes (see SPLIT_N in _tile_fwd)
-    if SPLIT_N:
-        bc_d = offs_d * 0
-        bc_mask = mask_nd
-    else:
-        bc_d = 0
-        bc_mask = mask_n
-    B_base = B_ptr + pid_b * sB_b + group * sB_g + offs_n * sB_n + bc_d
-    C_base = C_ptr + pid_b * sC_b + group * sC_g + offs_n * sC_n + bc_d
-    dbc_base = ((pid_b * n_groups + group) * n_state + offs_n) * length  # (1, N, 1)
-    first = offs_t == 0
-    last_step = offs_t == T - 1
-    n_t = seg_len // T
-    if REVERSE:
-        last_t = 0
-    else:
-        last_t = length - 1
-    if HAS_DLAST:
-        dlast = tl.load(dlast_ptr + (pid_b * channels + offs_d) * n_state + offs_n, mask=mask_nd,
-                        other=0.0)
-    summary = ((pid_b * n_seg + seg) * N + offs_n) * channels + offs_d
-
-    # adjoint carry into this segment's last scan step
-    g_carry = tl.zeros((BLOCK_D, N, 1), dtype=tl.float32)
-    if not SUMMARY:
-        if REVERSE:
-            count = seg
-        else:
-            count = n_seg - 1 - seg
-        for k in range(0, count):  # the segments after this one, from the scan's end back
-            if REVERSE:
-                j = k
-            else:
-                j = n_seg - 1 - k
-            sj = ((pid_b * n_seg + j) * N + offs_n) * channels + offs_d
-            gj = tl.load(gseg_ptr + sj, mask=mask_nd, other=0.0)
-            dj = tl.load(dnext_ptr + (pid_b * n_seg + j) * channels + offs_d, mask=mask_d,
-                         other=0.0)
-            g_carry = tl.exp2(A2 * dj) * g_carry + gj
-
-        # pass A: each tile's entry state into this program's scratch
-        if REVERSE:
-            k_entry = seg
-        else:
-            k_entry = seg - 1
-        ck = ((pid_b * n_ck + k_entry) * N + offs_n) * channels + offs_d
-        h = tl.load(ck_ptr + ck, mask=mask_nd & (k_entry >= 0) & (k_entry < n_ck), other=0.0)
-        prog = (pid_b * n_blocks + pid_d) * n_seg + seg
-        scratch = scratch_ptr + prog.to(tl.int64) * (n_t * N * BLOCK_D) + offs_n * BLOCK_D + offs_dl
-        for i in range(0, n_t):
-            tl.store(scratch + i * (N * BLOCK_D), h, mask=mask_nd)
-            if REVERSE:
-                low = seg * seg_len + (n_t - 1 - i) * T  # the tile's lowest position
-                t = low + T - 1 - offs_t
-            else:
-                low = seg * seg_len + i * T
-                t = low + offs_t
-            valid = (t >= 0) & (t < length)
-            m = valid & mask_d
-            Bt = tl.load(B_base + t * sB_t, mask=valid & bc_mask, other=0.0).to(tl.float32)
-            dt = tl.load(d_base + t * sd_t, mask=m, other=0.0).to(tl.float32)
-            u = tl.load(u_base + t * su_t, mask=m, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt = dt + bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            dt = tl.where(m, dt, 0.0)
-            if SPLIT_N:  # as in the forward: the last load, kept in the loop by its mask
-                A2 = tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0) * 1.4426950408889634
-            decay = tl.exp2(A2 * dt)
-            bx = Bt * (dt * u)
-            bx = tl.where(first, decay * h + bx, bx)
-            _, hs = tl.associative_scan((decay, bx), axis=2, combine_fn=_affine_combine)
-            h = tl.sum(tl.where(last_step, hs, -0.0), axis=2, keep_dims=True)
-
-    dA_acc = tl.zeros((BLOCK_D, N, 1), dtype=tl.float32)
-    dD_acc = tl.zeros((BLOCK_D, 1, 1), dtype=tl.float32)
-    dbias_acc = tl.zeros((BLOCK_D, 1, 1), dtype=tl.float32)
-    dnext_acc = tl.zeros((BLOCK_D, 1, T), dtype=tl.float32)
-    for ii in range(0, n_t):  # pass B: the tiles from the segment's scan end back
-        i = n_t - 1 - ii
-        # t: the tile's positions in scan order; t_r: the same in reverse scan order, in which
-        # the adjoint is a forward scan (Triton's reverse scan moves data across lanes)
-        if REVERSE:
-            low = seg * seg_len + (n_t - 1 - i) * T  # the tile's lowest position
-            t = low + T - 1 - offs_t
-            t_r = low + offs_t
-            t_rnx = t_r - 1
-        else:
-            low = seg * seg_len + i * T
-            t = low + offs_t
-            t_r = low + T - 1 - offs_t
-            t_rnx = t_r + 1
-        valid = (t >= 0) & (t < length)
-        m = valid & mask_d
-        valid_r = (t_r >= 0) & (t_r < length)
-        m_r = valid_r & mask_d
-        m_rnx = (t_rnx >= 0) & (t_rnx < length) & mask_d
-        C_r = tl.load(C_base + t_r * sC_t, mask=valid_r & bc_mask, other=0.0).to(tl.float32)
-        if not SUMMARY:
-            Ct = tl.load(C_base + t * sC_t, mask=valid & bc_mask, other=0.0).to(tl.float32)
-            Bt = tl.load(B_base + t * sB_t, mask=valid & bc_mask, other=0.0).to(tl.float32)
-            h = tl.load(scratch + i * (N * BLOCK_D), mask=mask_nd, other=0.0)
-            dt_raw = tl.load(d_base + t * sd_t, mask=m, other=0.0).to(tl.float32)
-            u = tl.load(u_base + t * su_t, mask=m, other=0.0).to(tl.float32)
-            dy = tl.load(dy_ptr + g_off + t * sg_t, mask=m, other=0.0).to(tl.float32)
-            if HAS_Z:
-                zt = tl.load(z_base + t * sz_t, mask=m, other=0.0).to(tl.float32)
-                if Z_MODE == 2:
-                    partner = tl.load(partner_ptr + g_off + t * sg_t, mask=m, other=0.0)
-        dtn_r = tl.load(d_base + t_rnx * sd_t, mask=m_rnx, other=0.0).to(tl.float32)
-        dy_r = tl.load(dy_ptr + g_off + t_r * sg_t, mask=m_r, other=0.0).to(tl.float32)
-        if HAS_Z:
-            z_r = tl.load(z_base + t_r * sz_t, mask=m_r, other=0.0).to(tl.float32)
-        if SPLIT_N:  # masked by the tile's position: a tile with no valid step gets A = 0
-            A2 = tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0) * 1.4426950408889634
-        if HAS_BIAS:
-            dtn_r = dtn_r + bias
-        if SOFTPLUS:
-            dtn_r = _softplus(dtn_r)
-        dtn_r = tl.where(m_rnx, dtn_r, 0.0)
-        dout_r = dy_r
-        if HAS_Z:
-            dout_r = dy_r * z_r * tl.sigmoid(z_r)
-        # the adjoint, in reverse scan order, the carry entering at the tile's last scan step
-        c_r = C_r * dout_r
-        if HAS_DLAST:
-            c_r += tl.where(t_r == last_t, dlast, 0.0)
-        decay_nx = tl.exp2(A2 * dtn_r)
-        c_r = tl.where(first, c_r + decay_nx * g_carry, c_r)
-        _, g_r = tl.associative_scan((decay_nx, c_r), axis=2, combine_fn=_affine_combine)
-        g_carry = tl.sum(tl.where(last_step, g_r, -0.0), axis=2, keep_dims=True)
-        if SUMMARY:
-            dnext_acc += dtn_r
-        else:  # the tile's states, y before the gate, dz; then every gradient
-            g = tl.flip(g_r, 2)
-            dout = dy
-            if HAS_Z:
-                sig = tl.sigmoid(zt)
-                dout = dy * zt * sig
-            dt = dt_raw
-            if HAS_BIAS:
-                dt = dt + bias
-            dt_pre = dt
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            dt = tl.where(m, dt, 0.0)
-            decay = tl.exp2(A2 * dt)
-            bx = Bt * (dt * u)
-            _, hs = tl.associative_scan((decay, tl.where(first, decay * h + bx, bx)), axis=2,
-                                        combine_fn=_affine_combine)
-            if HAS_Z:
-                out = tl.sum(hs * Ct, axis=1, keep_dims=True)
-                if HAS_D:
-                    out += Dv * u
-                if Z_MODE == 1:
-                    tl.store(partner_ptr + g_off + t * sg_t, out, mask=m)
-                else:
-                    if Z_MODE == 2:
-                        out += partner
-                    dz = dy * out * sig * (1.0 + zt * (1.0 - sig))
-                    tl.store(dz_ptr + g_off + t * sg_t, dz.to(dz_ptr.dtype.element_ty), mask=m)
-            decayed = hs - bx  # exp(delta_t A) h_{t-1}
-            gB = tl.sum(g * Bt, axis=1, keep_dims=True)  # (BLOCK_D, 1, T)
-            du = dt * gB
-            if HAS_D:
-                du += Dv * dout
-                dD_acc += tl.sum(dout * u, axis=2, keep_dims=True)
-            gdh = g * decayed
-            ddt = u * gB + tl.sum(gdh * A2, axis=1, keep_dims=True) * 0.6931471805599453
-            dA_acc += tl.sum(gdh * dt, axis=2, keep_dims=True)
-            if SOFTPLUS:
-                ddt = ddt * tl.sigmoid(dt_pre)
-            ddt = tl.where(m, ddt, 0.0)
-            dbias_acc += tl.sum(ddt, axis=2, keep_dims=True)
-            tl.store(du_ptr + g_off + t * sg_t, du.to(du_ptr.dtype.element_ty), mask=m)
-            tl.store(ddelta_ptr + g_off + t * sg_t, ddt.to(ddelta_ptr.dtype.element_ty), mask=m)
-            dB_t = tl.sum(g * (dt * u), axis=0, keep_dims=True)  # (1, N, T)
-            dC_t = tl.sum(hs * dout, axis=0, keep_dims=True)
-            mbc = valid & mask_n
-            tl.atomic_add(dB_ptr + dbc_base + t, dB_t, mask=mbc, sem="relaxed")
-            tl.atomic_add(dC_ptr + dbc_base + t, dC_t, mask=mbc, sem="relaxed")
-
-    if SUMMARY:
-        tl.store(gseg_ptr + summary, g_carry, mask=mask_nd)
-        tl.store(dnext_ptr + (pid_b * n_seg + seg) * channels + offs_d,
-                 tl.sum(dnext_acc, axis=2, keep_dims=True), mask=mask_d)
-    else:
-        tl.atomic_add(dA_ptr + offs_d * n_state + offs_n, dA_acc, mask=mask_nd, sem="relaxed")
-        if HAS_D:
-            tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
-        if HAS_BIAS:
-            tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
-
-
-def tile_bwd_config() -> tuple[int, int, int]:
-    """``T``, ``BLOCK_D`` and the register cap (0: none) of the tiled backward
-    (``VIDEOMAMBA_TILE_BWD_CONFIG="T,BLOCK_D[,maxnreg]"``)."""
-    if interpreting():
-        return 4, 8, 0
-    text = os.environ.get("VIDEOMAMBA_TILE_BWD_CONFIG")
-    values = [int(v) for v in text.split(",")] if text else [4, 8]  # best of the sweep
-    return values[0], values[1], values[2] if len(values) > 2 else 0
-
-
-def tile_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_len, dlast=None,
-             reverse=False, z_mode=0, partner=None) -> dict[str, Tensor]:
-    """Backward of the tiled scan (outputs as ``triton_bwd.scan_bwd``): ``ck`` from ``tile_fwd``
-    with ``ck_steps=seg_len``; ``seg_len`` a multiple of the backward's tile length."""
-    batch, channels, length = u.shape
-    n_state = A.shape[1]
-    B4, C4 = as_groups(B), as_groups(C)
-    chans_per_group = channels // B4.shape[1]
-    t, block_d, maxnreg = tile_bwd_config()
-    if seg_len % t:
-        raise ValueError(f"backward segment length {seg_len} is not a multiple of the tile {t}")
-    block_d = block_for_groups(block_d, chans_per_group)
-    n_pow2 = max(triton.next_power_of_2(n_state), 2)
-    n_seg = triton.cdiv(max(length, 1), seg_len)
-    n_ck = ck.shape[1]
-    assert n_ck == (max(length, 1) - 1) // seg_len, "forward and backward segmentations differ"
-    dev = u.device
-    f32 = dict(device=dev, dtype=torch.float32)
-    dy = dy.contiguous()
-    n_blocks = triton.cdiv(channels, block_d)
-    grid = (batch, n_blocks, n_seg)
-    gseg = torch.empty(batch, n_seg, n_pow2, channels, **f32)
-    dnext = torch.empty(batch, n_seg, channels, **f32)
-    du = torch.empty_like(dy, dtype=u.dtype)
-    ddelta = torch.empty_like(dy, dtype=delta.dtype)
-    dz = torch.empty_like(dy, dtype=z.dtype) if z is not None and z_mode != 1 else None
-    dA = torch.zeros(channels, n_state, **f32)
-    dB = torch.zeros(B4.shape[0], B4.shape[1], n_state, length, **f32)
-    dC = torch.zeros(C4.shape[0], C4.shape[1], n_state, length, **f32)
-    dD = torch.zeros(channels, **f32) if D is not None else None
-    dbias = torch.zeros(channels, **f32) if delta_bias is not None else None
-    scratch = torch.empty(batch * n_blocks * n_seg * (seg_len // t) * n_pow2 * block_d, **f32)
-    zz = z if z is not None else u
-    bias = delta_bias if delta_bias is not None else u
-    dl = dlast.contiguous().float() if dlast is not None else dA
-    At, sA_d, sA_n = _a_by_state(A)
-    args = (u, delta, At, B4, C4, D if D is not None else dA, zz, bias, dy, dl,
-            ck if ck.numel() else gseg, gseg, dnext, scratch,
-            du, ddelta, dA, dB, dC, dD if dD is not None else dA, dz if dz is not None else du,
-            dbias if dbias is not None else dA, partner if partner is not None else dA,
-            length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
-            *u.stride(), *delta.stride(), *zz.stride(), *dy.stride(),
-            *B4.stride(), *C4.stride(), sA_d, sA_n)
-    flags = dict(N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None, HAS_Z=z is not None,
-                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                 REVERSE=bool(reverse), HAS_DLAST=dlast is not None, Z_MODE=z_mode,
-                 SPLIT_N=block_d < 32, num_warps=max(block_d // 32, 1))
-    if maxnreg > 0:
-        flags["maxnreg"] = maxnreg
-    if n_seg > 1:
-        _tile_bwd[grid](*args, SUMMARY=True, **flags)
-    _tile_bwd[grid](*args, SUMMARY=False, **flags)
-    return {"du": du, "ddelta": ddelta, "dA": dA, "dB": dB.view(B.shape), "dC": dC.view(C.shape),
-            "dD": dD, "dz": dz, "ddelta_bias": dbias}

@@ -1,21 +1,38 @@
-"""Lean backward of the tiled scan (``VIDEOMAMBA_TILE_BWD=lean``, the default with the tiled
-forward; ``triton_tile.tile_bwd`` is the previous one, ``VIDEOMAMBA_TILE_BWD=tile``).
+"""Backward of the tiled scan ("lean" backward; forward: ``triton_tile.py``).
 
-Same segmentation, summaries and layout as ``triton_tile._tile_bwd``; the differences:
+The sequence is cut into segments (``triton_common.segment_length``, aligned to position 0) and
+walked in the forward's tiles and layout. ``SUMMARY`` programs compute each segment's adjoint at
+its first scan step from a zero carry, and the sum of ``delta_{next(t)}`` over it (the decay
+that the carry from the following segment sees). The gradient programs fold those into their
+carry, take their entry state from the forward's stored states, walk their segment once
+forwards storing each tile's entry state into a per-program scratch (pass 1), then walk it back
+tile by tile (pass 2): the tile's states again (one scan), the adjoint, and every gradient of
+the tile; dB and dC (sums over channels) go out as float32 atomics per tile. With
+``x_t = delta_t B_t u_t`` and ``exp(delta_t A) h_{t-1} = h_t - x_t`` (no division by a decay
+that may underflow):
 
-* **Optionally persistent programs** (``slots_per_sm`` > 0; not the default, it measured
-  slower). A fixed grid of programs (what fits on the GPU at once) loops over the work items
-  (batch row, channel block, segment), so the per-program scratch holding each tile's entry state
-  is ``programs * seg_len / T`` states instead of one per tile of the whole problem
-  (``B*D*N*L/T`` float32: 155 MB at B=8, D=768, L=1569). The default grid is one program per
-  work item (a loop of one iteration), as in the previous backward.
-* **One load and one exponential per step in the gradient pass.** The previous backward loaded
-  the tile twice (in time order for the states, reversed and shifted by one step for the
-  adjoint) and computed ``exp(delta A)`` twice. Here the tile is loaded once; the adjoint
+    du     = delta * sum_n g B + D * dout            ddelta = u * sum_n g B + sum_n g A (h - x)
+    dA     = sum_{b,t} g delta (h - x)               dB = sum_d g delta u,   dC = sum_d dout h
+    dD     = sum_{b,t} dout u                        dz = dy * out * silu'(z)
+
+then ``ddelta`` goes through softplus (times sigmoid of its input) and sums into ``ddelta_bias``.
+
+* **One load and one exponential per step in pass 2.** The adjoint
   ``g_t = c_t + a_{t+1} g_{t+1}`` (``a`` the decay, ``c = C dout``) runs over the flipped tile
   (a flip along the in-register axis is register renaming) as a scan whose elements carry their
   own decay to the next element: ``(p, q, a)`` composes as ``(p2 + q2 a1 p1, q2 a1 q1, a2)``, so
   the decay of the step after the tile enters with the carry and no shifted load is needed.
+* **Optionally persistent programs** (``slots_per_sm`` > 0; not the default, it measured
+  slower). A fixed grid of programs (what fits on the GPU at once) loops over the work items
+  (batch row, channel block, segment), so the scratch holding each tile's entry state is
+  ``programs * seg_len / T`` states instead of one per tile of the whole problem
+  (``B*D*N*L/T`` float32: 155 MB at B=8, D=768, L=1569). The default grid is one program per
+  work item (a loop of one iteration).
+
+The gate: ``Z_MODE`` 0 takes ``dz`` from this direction's own output; 1 only writes the ungated
+output to ``partner`` (the first of two directions, no gate); 2 adds ``partner`` to its own output
+before computing ``dz`` (the second direction of the bidirectional pair, which owns the gate).
+Measurements: ``docs/kernels.md`` (version 4).
 """
 
 from __future__ import annotations
@@ -27,13 +44,14 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from videomamba.ops.selective_scan.triton_fwd import (
+from videomamba.ops.selective_scan.triton_common import (
+    _affine_combine,
     _softplus,
+    a_by_state,
     as_groups,
     block_for_groups,
     interpreting,
 )
-from videomamba.ops.selective_scan.triton_tile import _a_by_state, _affine_combine
 
 LOG2E = tl.constexpr(1.4426950408889634)
 
@@ -163,7 +181,7 @@ def _tile_bwd_lean(
                             mask=mask_nd, other=0.0)
 
         if SUMMARY:  # the adjoint at the segment's first scan step from a zero carry, and the
-            # sum of delta_{next(t)} over the segment (as triton_tile._tile_bwd)
+            # sum of delta_{next(t)} over the segment
             g_carry = tl.zeros((BLOCK_D, N, 1), dtype=tl.float32)
             dnext_acc = tl.zeros((BLOCK_D, 1, T), dtype=tl.float32)
             for ii in range(0, n_t):
@@ -185,7 +203,7 @@ def _tile_bwd_lean(
                 if HAS_Z:
                     z_r = tl.load(z_base + t_r * sz_t, mask=m_r, other=0.0).to(tl.float32)
                     dout_r = dout_r * z_r * tl.sigmoid(z_r)
-                if SPLIT_N:  # the last load: its layout is the arithmetic's (triton_tile)
+                if SPLIT_N:  # the last load: its layout is the arithmetic's (see triton_tile)
                     A2 = tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0) * LOG2E
                 dtn_r = _delta(dtn_r, bias, m_rnx, HAS_BIAS, SOFTPLUS)
                 c_r = C_r.to(tl.float32) * dout_r
@@ -233,12 +251,7 @@ def _tile_bwd_lean(
             h = tl.load(ck_ptr + ck, mask=mask_nd & (k_entry >= 0) & (k_entry < n_ck), other=0.0)
             for i in range(0, n_t):
                 tl.store(scratch + i * (N * BLOCK_D), h, mask=mask_nd)
-                if REVERSE:
-                    low = seg * seg_len + (n_t - 1 - i) * T  # the tile's lowest position
-                    t = low + T - 1 - offs_t
-                else:
-                    low = seg * seg_len + i * T
-                    t = low + offs_t
+                low, t = _tile_steps(i, seg, seg_len, n_t, offs_t, T, REVERSE)
                 valid = (t >= 0) & (t < length)
                 m = valid & mask_d
                 Bt = tl.load(B_base + t * sB_t, mask=valid & bc_mask, other=0.0).to(tl.float32)
@@ -352,7 +365,7 @@ def _tile_bwd_lean(
 def lean_bwd_config() -> tuple[int, int, int, int, bool]:
     """``T``, ``BLOCK_D``, persistent programs per SM, the register cap and prefetching of the
     lean backward (``VIDEOMAMBA_LEAN_BWD_CONFIG="T,BLOCK_D,slots_per_sm,maxnreg[,prefetch]"``;
-    ``slots_per_sm`` 0 = one program per work item (the previous backward's grid and scratch),
+    ``slots_per_sm`` 0 = one program per work item (one scratch slot per work item),
     ``maxnreg`` 0 = no cap, ``prefetch`` 1 = issue the next tile's loads before this tile's
     arithmetic in the gradient pass). The default ``4,8,0,0`` (one program per work item, no cap,
     no prefetch) was the fastest on an H200 (run 5, docs/kernels.md); the persistent grid with a
@@ -372,10 +385,24 @@ def _multiprocessors() -> int:
     return 2  # the interpreter: a couple of programs, each looping over several work items
 
 
+def _dense(t: Tensor) -> bool:
+    """Whether ``t`` ``(B, D, L)`` is laid out densely along L or along D (the gradients then take
+    its strides, which the kernel shares between dy, du, ddelta, dz and partner)."""
+    batch, channels, length = t.shape
+    return (t.stride() == (channels * length, length, 1)
+            or t.stride() == (channels * length, 1, channels))
+
+
 def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_len, dlast=None,
              reverse=False, z_mode=0, partner=None) -> dict[str, Tensor]:
-    """Backward of the tiled scan (outputs as ``triton_bwd.scan_bwd``): ``ck`` from
-    ``triton_tile.tile_fwd`` with ``ck_steps=seg_len``; ``seg_len`` a multiple of ``T``."""
+    """Backward of the tiled scan. ``dy`` ``(B, D, L)``; ``ck`` from ``triton_tile.tile_fwd``
+    with ``ck_steps=seg_len`` (``seg_len`` a multiple of ``T``); ``dlast`` ``(B, D, N)`` is the
+    gradient of the returned last state. Returns float32 ``dA (D, N)``, ``dB``/``dC`` shaped
+    like B/C, ``dD``/``ddelta_bias (D,)`` (None without D / delta_bias) and, in the input
+    dtypes, ``du``, ``ddelta`` and ``dz`` (``(B, D, L)``; None without z or when
+    ``z_mode == 1``: the ungated output goes to ``partner`` instead). Those three, and
+    ``partner``, share ``dy``'s layout: contiguous along L, or along D (a transposed view of a
+    ``(B, L, D)`` tensor, as the mixer's gradients come)."""
     batch, channels, length = u.shape
     n_state = A.shape[1]
     B4, C4 = as_groups(B), as_groups(C)
@@ -389,7 +416,8 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
     n_ck = ck.shape[1]
     assert n_ck == (max(length, 1) - 1) // seg_len, "forward and backward segmentations differ"
     f32 = dict(device=u.device, dtype=torch.float32)
-    dy = dy.contiguous()
+    if not _dense(dy):
+        dy = dy.contiguous()
     n_blocks = triton.cdiv(channels, block_d)
     n_work = batch * n_blocks * n_seg
     programs = n_work if slots_per_sm <= 0 else min(n_work, slots_per_sm * _multiprocessors())
@@ -407,7 +435,7 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
     zz = z if z is not None else u
     bias = delta_bias if delta_bias is not None else u
     dl = dlast.contiguous().float() if dlast is not None else dA
-    At, sA_d, sA_n = _a_by_state(A)
+    At, sA_d, sA_n = a_by_state(A)
     args = (u, delta, At, B4, C4, D if D is not None else dA, zz, bias, dy, dl,
             ck if ck.numel() else gseg, gseg, dnext, scratch,
             du, ddelta, dA, dB, dC, dD if dD is not None else dA, dz if dz is not None else du,

@@ -1,0 +1,78 @@
+"""What the tiled forward (``triton_tile.py``) and the lean backward (``triton_tile_bwd.py``)
+share: two ``@triton.jit`` helpers, the interpreter switch, B/C group handling and the length of
+the sequence segments that link the two passes (the forward stores the state at every segment
+boundary; the backward starts each of its segments from it)."""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from videomamba.ops.selective_scan.triton_compat import (
+    interpret_library_calls,
+    patch_interpreter_index,
+)
+
+
+@triton.jit
+def _softplus(x):
+    # log1p(exp(x)) through exp2/log2; above 20 softplus(x) == x in float32.
+    return tl.where(x > 20.0, x,
+                    tl.log2(1.0 + tl.exp2(x * 1.4426950408889634)) * 0.6931471805599453)
+
+
+@triton.jit
+def _affine_combine(a_prev, b_prev, a_next, b_next):
+    """Compose ``h -> a h + b`` steps (``prev`` first)."""
+    return a_prev * a_next, b_prev * a_next + b_next
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels through its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+if interpreting():
+    patch_interpreter_index()
+    interpret_library_calls()
+
+
+def block_for_groups(block_d: int, chans_per_group: int) -> int:
+    """Largest power of two <= block_d dividing the channels of one B/C group (a program reads one
+    group's B and C)."""
+    while chans_per_group % block_d:
+        block_d //= 2
+    return block_d
+
+
+def as_groups(bc: Tensor) -> Tensor:
+    """B or C as ``(B, G, N, L)`` (a view)."""
+    return bc.unsqueeze(1) if bc.dim() == 3 else bc
+
+
+def a_by_state(A: Tensor) -> tuple[Tensor, int, int]:
+    """A ``(D, N)`` as an ``(N, D)`` buffer contiguous along channels (the lanes' axis), with the
+    (channel, state) strides the kernels take."""
+    at = A.t().contiguous()
+    return at, at.stride(1), at.stride(0)
+
+
+def segment_length(batch: int, channels: int, length: int) -> int:
+    """Steps per sequence segment of the backward pass (also the forward's interval between stored
+    states): the sequence is cut into about ``target / (batch * ceil(channels / 64))`` segments,
+    each a multiple of ``step`` steps (``VIDEOMAMBA_SEGMENT_CONFIG="step,target"``, default
+    ``16,4096``: the segmentation measured in docs/kernels.md). ``step`` must be a multiple of
+    the forward's and the backward's tile lengths."""
+    if interpreting():  # tiny problems still get several segments
+        channels_per_block, step, target = 8, 4, 4
+    else:
+        text = os.environ.get("VIDEOMAMBA_SEGMENT_CONFIG")
+        step, target = (int(v) for v in text.split(",")) if text else (16, 4096)
+        channels_per_block = 64
+    blocks = batch * triton.cdiv(channels, channels_per_block)
+    n_seg = max(1, min(triton.cdiv(target, blocks), triton.cdiv(length, step)))
+    return triton.cdiv(triton.cdiv(length, n_seg), step) * step
+

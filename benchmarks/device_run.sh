@@ -8,6 +8,10 @@
 #                                         # builds, then the whole model beside the official one
 #   bash benchmarks/device_run.sh run9    # session 4: new kernels' gpu tests, the whole model
 #                                         # (CUDA graphs, profiles), conv kernel, scan probes
+#   bash benchmarks/device_run.sh run10   # session 4: per-lane dB/dC check, then the whole model
+#                                         # beside 353f833's (the official build did not finish)
+#   bash benchmarks/device_run.sh run11   # session 4: the official build in the foreground, then
+#                                         # the whole model and the scan beside the official ones
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -88,6 +92,56 @@ run9)  # session 4, first call with the recomputing mixer op, the two-pass conv 
   timeout $(( 585 - $(elapsed) )) python3 -m pytest tests/ops/test_triton_scan.py -m gpu -q --tb=line \
       -p no:cacheprovider > "$OUT/gpu_tests_scan.log" 2>&1
   grep -E "FAILED|passed|failed" "$OUT/gpu_tests_scan.log" | cut -c1-200 | tail -8
+  ;;
+run10)  # session 4, last call: mamba_ssm builds in the background while the per-lane dB/dC
+        # option is checked and timed; then, side by side in this lease: the whole model (ours,
+        # the official one, the SDPA ViT-S; eager and CUDA-graph inference at 8/32/64 frames,
+        # training at 8/16), the scan table beside the official kernel, and 353f833's model
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
+  (setsid bash "$0" build > /tmp/build.log 2>&1 &)
+  timeout 90 python3 -m pytest tests/ops/test_triton_scan.py -m gpu -q --tb=short -k per_lane \
+      -p no:cacheprovider > "$OUT/gpu_tests_lanes.log" 2>&1; tail -1 "$OUT/gpu_tests_lanes.log"
+  timeout 150 python3 benchmarks/scan.py --backends triton --lengths 1569 --check-lengths 0 \
+      --bwd-check "lean:4,8,0,0,lean_lanes:4,8,0,0,lean_lanes:2,8,0,0,lean_lanes:8,8,0,0" \
+      --bwd-check-lengths 1569,6273 --out "$OUT/scan_bwd_check.json" > "$OUT/scan_bwd_check.log" 2>&1
+  grep -E "bwd |Error" "$OUT/scan_bwd_check.log" | cut -c1-160
+  lanes=$(python3 - "$OUT/scan_bwd_check.json" <<'PY'
+import json, sys
+try:
+    res = json.load(open(sys.argv[1]))["bwd_check"]["results"]
+    total = lambda e: sum(r["fwd_bwd_ms"] for r in res[e].values())
+    print("lanes" if total("lean_lanes:4,8,0,0") < total("lean:4,8,0,0") else "reduce")
+except Exception:
+    print("reduce")
+PY
+)
+  export VIDEOMAMBA_LEAN_BC=$lanes; echo "dB/dC: $lanes at $(elapsed)s"
+  while [ ! -f /tmp/build.ok ] && [ "$(elapsed)" -lt 430 ] && pgrep -f "device_run.sh build" >/dev/null; do sleep 5; done
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -2 /tmp/build.log
+  MODELS=ours,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,official,vit_sdpa
+  timeout $(( 545 - $(elapsed) )) python3 benchmarks/model.py --models $MODELS --frames 8,32,64 \
+      --train-frames 8,16 --cuda-graph --out "$OUT/model.json" > "$OUT/model.log" 2>&1
+  grep -v "^    " "$OUT/model.log" | grep -v Warn | tail -13; echo "model done at $(elapsed)s"
+  BACKENDS=triton,sdpa; [ -f /tmp/build.ok ] && BACKENDS=triton,mamba_ssm,sdpa
+  timeout $(( 575 - $(elapsed) )) python3 benchmarks/scan.py --backends $BACKENDS --lengths 1569,6273 \
+      --check-lengths 1569 --out "$OUT/scan.json" > "$OUT/scan.log" 2>&1; tail -5 "$OUT/scan.log"
+  PYTHONPATH=$PWD/.devcarry/old_src timeout $(( 592 - $(elapsed) )) python3 benchmarks/model.py \
+      --models ours --frames 8 --train-frames 8 --cuda-graph --out "$OUT/model_353f833.json" \
+      > "$OUT/model_353f833.log" 2>&1; grep -v "^    " "$OUT/model_353f833.log" | tail -5
+  ;;
+run11)  # session 4: the official stack only (run 10's background build did not finish in 430 s):
+        # build it in the foreground, then ours / the official model / the ViT side by side, and
+        # the scan beside the official kernel
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
+  timeout 470 bash "$0" build > "$OUT/build.log" 2>&1
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -3 "$OUT/build.log"
+  MODELS=ours,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,official,vit_sdpa
+  timeout $(( 560 - $(elapsed) )) python3 benchmarks/model.py --models $MODELS --frames 8,32 \
+      --train-frames 8 --cuda-graph --out "$OUT/model.json" > "$OUT/model.log" 2>&1
+  grep -v "^    " "$OUT/model.log" | grep -v Warn | tail -9; echo "model done at $(elapsed)s"
+  BACKENDS=triton; [ -f /tmp/build.ok ] && BACKENDS=triton,mamba_ssm
+  timeout $(( 595 - $(elapsed) )) python3 benchmarks/scan.py --backends $BACKENDS --lengths 1569,6273 \
+      --check-lengths 0 --out "$OUT/scan.json" > "$OUT/scan.log" 2>&1; tail -4 "$OUT/scan.log"
   ;;
 build)
   build_official "$PWD"

@@ -359,7 +359,8 @@ def main() -> int:
         return 0
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "device": torch.cuda.get_device_name(), "torch": torch.__version__,
-              "batch": BATCH, "img": IMG, "dtype": "bf16 autocast", "results": {}}
+              "batch": BATCH, "img": IMG, "dtype": "bf16 autocast", "results": {},
+              "kernel_env": {k: v for k, v in os.environ.items() if k.startswith("VIDEOMAMBA_")}}
     models = args.models.split(",")
     if "official" in models:
         try:

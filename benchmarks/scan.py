@@ -227,11 +227,13 @@ def bwd_check(lengths: list[int], entries: list[str], save=None) -> dict:
     res = {}
     for entry in entries:
         kind, cfg = entry.split(":")
-        if kind not in ("lean", "lean_noatomics"):
-            raise SystemExit(f"--bwd-check entry {entry!r}: the kind must be lean or "
+        if kind not in ("lean", "lean_noatomics", "lean_lanes"):
+            raise SystemExit(f"--bwd-check entry {entry!r}: the kind must be lean, lean_lanes or "
                              "lean_noatomics (the other backwards were removed)")
-        # lean_noatomics: a timing ablation (dB and dC not accumulated, so wrong): their cost
+        # lean_noatomics: a timing ablation (dB and dC not accumulated, so wrong): their cost;
+        # lean_lanes: dB/dC atomics from every lane instead of summed over the warp first
         os.environ["VIDEOMAMBA_LEAN_ABLATE"] = "atomics" if kind == "lean_noatomics" else ""
+        os.environ["VIDEOMAMBA_LEAN_BC"] = "lanes" if kind == "lean_lanes" else "reduce"
         saved = os.environ.get(key)
         os.environ[key] = cfg
         res[entry] = {}
@@ -249,6 +251,7 @@ def bwd_check(lengths: list[int], entries: list[str], save=None) -> dict:
         else:
             os.environ[key] = saved
     os.environ["VIDEOMAMBA_LEAN_ABLATE"] = ""
+    os.environ["VIDEOMAMBA_LEAN_BC"] = "reduce"
     totals = {e: sum(r["fwd_bwd_ms"] for r in v.values()) for e, v in res.items()
               if e.startswith("lean:") and all("fwd_bwd_ms" in r for r in v.values())}
     best = min(totals, key=totals.get) if totals else None
@@ -366,7 +369,8 @@ def main() -> int:
                                         _split_entries(args.bwd_check), save)
         write_report(report, args.out)
     report["configs"] = {k: os.environ.get(k, "default") for k in (
-        "VIDEOMAMBA_TILE_CONFIG", "VIDEOMAMBA_LEAN_BWD_CONFIG", "VIDEOMAMBA_SEGMENT_CONFIG")}
+        "VIDEOMAMBA_TILE_CONFIG", "VIDEOMAMBA_LEAN_BWD_CONFIG", "VIDEOMAMBA_SEGMENT_CONFIG",
+        "VIDEOMAMBA_LEAN_BC")}
     rows = []
     for length in lengths:
         floor = floor_bytes(length)

@@ -137,6 +137,20 @@ def test_interpreter_tile_segments(segments, slots, prefetch, monkeypatch):
         check_against_ref(inputs, OPTIONAL, TOLERANCE[torch.float32], reverse=reverse)
 
 
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_lean_backward_with_per_lane_bc_atomics(reverse, monkeypatch):
+    """``VIDEOMAMBA_LEAN_BC=lanes``: dB/dC added by every lane for its own channel instead of
+    summed over the warp's channels first (interpreter on CPU; real size on the GPU), B/C in
+    groups so that several channel blocks add into one row."""
+    monkeypatch.setenv("VIDEOMAMBA_LEAN_BC", "lanes")
+    if ON_GPU:
+        inputs = make_inputs(2, 64, 16, 1000, torch.bfloat16, groups=2, seed=6)
+        check_against_ref(inputs, OPTIONAL, TOLERANCE[torch.bfloat16], reverse=reverse)
+    else:
+        inputs = make_inputs(1, 16, 5, 23, torch.float32, groups=2, seed=12)
+        check_against_ref(inputs, OPTIONAL, TOLERANCE[torch.float32], reverse=reverse)
+
+
 @pytest.mark.skipif(ON_GPU, reason="the interpreter's segmentation")
 def test_segments_link_forward_and_backward():
     """The forward stores a state at every backward segment boundary: several segments even at

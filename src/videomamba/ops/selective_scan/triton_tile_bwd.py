@@ -125,7 +125,7 @@ def _tile_bwd_lean(
     N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, Z_MODE: tl.constexpr,
-    SUMMARY: tl.constexpr, SPLIT_N: tl.constexpr, BC_ATOMICS: tl.constexpr,
+    SUMMARY: tl.constexpr, SPLIT_N: tl.constexpr, BC_ATOMICS: tl.constexpr, BC_LANES: tl.constexpr,
     PREFETCH: tl.constexpr,
 ):
     offs_dl = tl.arange(0, BLOCK_D)[:, None, None]
@@ -346,15 +346,21 @@ def _tile_bwd_lean(
                 tl.store(du_ptr + g_off + t * sg_t, du.to(du_ptr.dtype.element_ty), mask=m)
                 tl.store(ddelta_ptr + g_off + t * sg_t, ddt.to(ddelta_ptr.dtype.element_ty),
                          mask=m)
-                dB_t = tl.sum(g * (dt * u), axis=0, keep_dims=True)  # (1, N, T)
-                dC_t = tl.sum(hs * dout, axis=0, keep_dims=True)
-                mbc = valid & mask_n
-                if BC_ATOMICS:
-                    tl.atomic_add(dB_ptr + dbc_base + t, dB_t, mask=mbc, sem="relaxed")
-                    tl.atomic_add(dC_ptr + dbc_base + t, dC_t, mask=mbc, sem="relaxed")
-                else:  # timing ablation only (dB, dC wrong): what the atomics cost
-                    keep = (dB_t + dC_t) == 12345.0
-                    tl.atomic_add(dB_ptr + dbc_base + t, dB_t, mask=mbc & keep, sem="relaxed")
+                if BC_LANES:  # each lane adds its own channel's terms: no shuffles, 8x atomics
+                    at_t = dbc_base + t + offs_dl * 0
+                    tl.atomic_add(dB_ptr + at_t, g * (dt * u), mask=valid & mask_nd, sem="relaxed")
+                    tl.atomic_add(dC_ptr + at_t, hs * dout, mask=valid & mask_nd, sem="relaxed")
+                else:  # summed over the warp's channels first (shuffles), one atomic per (n, t)
+                    dB_t = tl.sum(g * (dt * u), axis=0, keep_dims=True)  # (1, N, T)
+                    dC_t = tl.sum(hs * dout, axis=0, keep_dims=True)
+                    mbc = valid & mask_n
+                    if BC_ATOMICS:
+                        tl.atomic_add(dB_ptr + dbc_base + t, dB_t, mask=mbc, sem="relaxed")
+                        tl.atomic_add(dC_ptr + dbc_base + t, dC_t, mask=mbc, sem="relaxed")
+                    else:  # timing ablation only (dB, dC wrong): what the atomics cost
+                        keep = (dB_t + dC_t) == 12345.0
+                        tl.atomic_add(dB_ptr + dbc_base + t, dB_t, mask=mbc & keep,
+                                      sem="relaxed")
             tl.atomic_add(dA_ptr + offs_d * n_state + offs_n, dA_acc, mask=mask_nd, sem="relaxed")
             if HAS_D:
                 tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
@@ -448,6 +454,7 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
                  REVERSE=bool(reverse), HAS_DLAST=dlast is not None, Z_MODE=z_mode,
                  SPLIT_N=block_d < 32, num_warps=max(block_d // 32, 1),
                  BC_ATOMICS=os.environ.get("VIDEOMAMBA_LEAN_ABLATE") != "atomics",
+                 BC_LANES=os.environ.get("VIDEOMAMBA_LEAN_BC", "reduce") == "lanes",
                  PREFETCH=prefetch)
     if maxnreg > 0:
         flags["maxnreg"] = maxnreg

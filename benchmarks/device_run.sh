@@ -12,6 +12,8 @@
 #                                         # beside 353f833's (the official build did not finish)
 #   bash benchmarks/device_run.sh run11   # session 4: the official build in the foreground, then
 #                                         # the whole model and the scan beside the official ones
+#   bash benchmarks/device_run.sh run12   # session 4: fewer launches per block vs cce5c0f, ABAB,
+#                                         # then all gpu tests
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -142,6 +144,25 @@ run11)  # session 4: the official stack only (run 10's background build did not 
   BACKENDS=triton; [ -f /tmp/build.ok ] && BACKENDS=triton,mamba_ssm
   timeout $(( 595 - $(elapsed) )) python3 benchmarks/scan.py --backends $BACKENDS --lengths 1569,6273 \
       --check-lengths 0 --out "$OUT/scan.json" > "$OUT/scan.log" 2>&1; tail -4 "$OUT/scan.log"
+  ;;
+run12)  # session 4: fewer launches per block (A_log into the kernels, inference casts cached,
+        # the conv kernels called without a nested custom op, no zero-fill of the last state)
+        # against cce5c0f (.devcarry/old_src) in the same lease, twice each (ABAB), then every
+        # gpu test of tests/ops and tests/engine
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"
+  timeout 120 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests_bidir.log" 2>&1; tail -1 "$OUT/gpu_tests_bidir.log"
+  for round in 1 2; do
+    PYTHONPATH=$PWD/.devcarry/old_src timeout 80 python3 benchmarks/model.py --models ours \
+        --frames 8,32 --train-frames 8 --cuda-graph --out "$OUT/model_cce5c0f_$round.json" \
+        > "$OUT/model_cce5c0f_$round.log" 2>&1; grep -v "^    " "$OUT/model_cce5c0f_$round.log" | tail -6
+    timeout 100 python3 benchmarks/model.py --models ours,vit_sdpa --frames 8,32 --train-frames 8 \
+        --cuda-graph --out "$OUT/model_new_$round.json" > "$OUT/model_new_$round.log" 2>&1
+    grep -v "^    " "$OUT/model_new_$round.log" | tail -6; echo "round $round done at $(elapsed)s"
+  done
+  timeout $(( 590 - $(elapsed) )) python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu \
+      -q --tb=line -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
+  grep -E "FAILED|passed|failed" "$OUT/gpu_tests.log" | cut -c1-200 | tail -6
   ;;
 build)
   build_official "$PWD"

@@ -84,9 +84,10 @@ def check_bidirectional(length, channels, d_state, dt_rank):
     for name, got, want in zip(names, [y, *grads], [y_ref, *ref_grads]):
         assert torch.isfinite(got).all(), name
         if not want.any():  # exactly zero (A_log at L=1: no earlier state); a compiled kernel
-            # contracts h - B x into one FMA, so ours may hold float32 rounding (~1e-7)
+            # contracts h - B x into one FMA, so ours holds float32 rounding of h (~6e-8 |h|)
+            # times |g| dt |A| (up to ~100 for these inputs): up to 1.1e-5 seen on an H200
             worst = got.double().abs().max().item()
-            assert worst <= 1e-5, f"{name}: reference is 0, ours reaches {worst:.1e}"
+            assert worst <= 5e-5, f"{name}: reference is 0, ours reaches {worst:.1e}"
             continue
         err = ((got - want).double().norm() / want.double().norm().clamp_min(1e-6)).item()
         assert err < 2e-5, f"{name}: relative error {err:.2e}"
@@ -153,3 +154,23 @@ def test_inner_saves_only_xz_weights_and_segment_states():
            and t.data_ptr() != xz.data_ptr()]
     assert big == [], big
     assert any(t.data_ptr() == xz.data_ptr() for t in activations)
+
+
+def test_inference_casts_follow_in_place_weight_updates():
+    """Without autograd the x_proj/dt_proj weights are cast to the compute dtype once per weight
+    version: the output matches the op's own casting before and after an in-place update."""
+    from videomamba.ops.selective_scan.triton_bidir import _bimamba_inner_fwd
+
+    gen = torch.Generator().manual_seed(8)
+    channels, d_state, dt_rank, length = 8, 4, 3, 9
+    fw = [t.detach() for t in branch(channels, d_state, dt_rank, 4, gen)]
+    bw = [t.detach() for t in branch(channels, d_state, dt_rank, 4, gen)]
+    xz = torch.randn(1, 2 * channels, length, generator=gen).to(DEVICE, torch.bfloat16)
+    fw_w, bw_w = BranchWeights(*fw), BranchWeights(*bw)
+    with torch.no_grad():
+        for step in range(2):
+            got = bimamba_inner_triton(xz, fw_w, bw_w, d_state, dt_rank)
+            want = _bimamba_inner_fwd(xz, *fw, *bw, d_state, dt_rank)[0]
+            assert torch.equal(got, want), step
+            assert fw_w.x_proj_weight._videomamba_cast[0] == fw_w.x_proj_weight._version
+            fw_w.x_proj_weight.mul_(1.5)  # an optimizer step, say: the cached cast is stale

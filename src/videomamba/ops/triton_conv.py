@@ -362,6 +362,13 @@ def _check(x: Tensor, w_f: Tensor, w_b: Tensor) -> int:
 @torch.library.custom_op("videomamba::bi_conv_silu_fwd", mutates_args=())
 def _bi_conv_silu_fwd(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,
                       b_b: Tensor | None) -> tuple[Tensor, Tensor]:
+    return conv_silu_forward(x, w_f, b_f, w_b, b_b)
+
+
+def conv_silu_forward(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,
+                      b_b: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The forward kernel without the custom op around it (callers that are themselves inside a
+    custom op skip a dispatch): see :func:`bidirectional_conv_silu_triton`."""
     batch, channels, length = x.shape
     width = _check(x, w_f, w_b)
     y_f, y_b = _like_layout(x, x.dtype), _like_layout(x, x.dtype)
@@ -430,6 +437,14 @@ def bwd_config(d_major: bool) -> tuple[int, int, int, int]:
 def _bi_conv_silu_bwd(dy_f: Tensor, dy_b: Tensor, x: Tensor, w_f: Tensor, b_f: Tensor | None,
                       w_b: Tensor, b_b: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor,
                                                                 Tensor]:
+    return conv_silu_backward(dy_f, dy_b, x, w_f, b_f, w_b, b_b)
+
+
+def conv_silu_backward(dy_f: Tensor, dy_b: Tensor, x: Tensor, w_f: Tensor, b_f: Tensor | None,
+                       w_b: Tensor, b_b: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor,
+                                                                 Tensor]:
+    """The backward kernels without the custom op around them: ``(dx, dw_f, db_f, dw_b, db_b)``
+    (a missing bias still gets a gradient buffer)."""
     batch, channels, length = x.shape
     width = _check(x, w_f, w_b)
     d_major = _d_major(x)

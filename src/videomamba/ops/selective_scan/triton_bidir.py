@@ -23,11 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from videomamba.ops.selective_scan.triton_op import dense_like, run_bwd, run_fwd, saved_shape
-from videomamba.ops.triton_conv import (
-    _bi_conv_silu_bwd,
-    _bias_grad_like,
-    bidirectional_conv_silu_triton,
-)
+from videomamba.ops.triton_conv import _bias_grad_like, conv_silu_backward, conv_silu_forward
 
 
 class BranchWeights(NamedTuple):
@@ -49,8 +45,8 @@ def _scan_pair_forward(f: tuple, b: tuple, z: Tensor) -> tuple[Tensor, Tensor, T
     delta_bias) of each branch."""
     batch, channels, length = z.shape
     y = torch.empty((batch, length, channels), dtype=z.dtype, device=z.device).transpose(1, 2)
-    _, _, ck_f = run_fwd(*f[:6], None, f[6], True, False, out=y, accumulate=False)
-    _, _, ck_b = run_fwd(*b[:6], z, b[6], True, True, out=y, accumulate=True)
+    _, _, ck_f = run_fwd(*f[:6], None, f[6], True, False, out=y, accumulate=False, a_is_log=True)
+    _, _, ck_b = run_fwd(*b[:6], z, b[6], True, True, out=y, accumulate=True, a_is_log=True)
     return y, ck_f, ck_b
 
 
@@ -60,8 +56,9 @@ def _scan_pair_backward(dy: Tensor, f: tuple, b: tuple, z: Tensor, ck_f: Tensor,
     ddelta_bias), then dz. The first launch writes its ungated output to a float32 buffer so
     that the second, which owns the gate, can form dz."""
     partner = torch.empty_like(dy, dtype=torch.float32)
-    g_f = run_bwd(dy, *f[:6], z, f[6], True, ck_f, z_mode=1, partner=partner)
-    g_b = run_bwd(dy, *b[:6], z, b[6], True, ck_b, reverse=True, z_mode=2, partner=partner)
+    g_f = run_bwd(dy, *f[:6], z, f[6], True, ck_f, z_mode=1, partner=partner, a_is_log=True)
+    g_b = run_bwd(dy, *b[:6], z, b[6], True, ck_b, reverse=True, z_mode=2, partner=partner,
+                  a_is_log=True)
     grads = []
     for g in (g_f, g_b):
         grads += [g["du"], g["ddelta"], g["dA"], g["dB"], g["dC"], g["dD"], g["ddelta_bias"]]
@@ -95,8 +92,35 @@ def bimamba_inner_triton(
     """The mixer between ``in_proj`` and ``out_proj``: ``xz`` ``(B, 2*D, L)`` (x then z) ->
     ``silu(z) * (branch_f(x) + flip(branch_b(flip(x))))`` ``(B, D, L)``, on CUDA (or the Triton
     interpreter). Differentiable in ``xz`` and every weight."""
+    if not _needs_grad(xz, *forward, *backward):
+        forward, backward = _matmul_weights_in(forward, xz.dtype), _matmul_weights_in(backward,
+                                                                                      xz.dtype)
     y, *_ = _bimamba_inner_fwd(xz, *forward, *backward, d_state, dt_rank)
     return y
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _matmul_weights_in(w: BranchWeights, dtype: torch.dtype) -> BranchWeights:
+    """Without autograd, the x_proj/dt_proj weights already in the compute dtype, cast once per
+    weight version instead of on every call (two launches per branch and block that a CPU-bound
+    inference step would otherwise pay)."""
+    return w._replace(x_proj_weight=_cast_once(w.x_proj_weight, dtype),
+                      dt_proj_weight=_cast_once(w.dt_proj_weight, dtype))
+
+
+def _cast_once(weight: Tensor, dtype: torch.dtype) -> Tensor:
+    """``weight.to(dtype)``, kept on the weight itself and redone when the weight changes in place
+    (its version counter moves: an optimizer step, ``load_state_dict``)."""
+    if weight.dtype == dtype or torch.compiler.is_compiling():
+        return weight.to(dtype)
+    cached = getattr(weight, "_videomamba_cast", None)
+    if cached is None or cached[0] != weight._version or cached[1] != dtype:
+        cached = (weight._version, dtype, weight.detach().to(dtype))
+        weight._videomamba_cast = cached  # type: ignore[attr-defined]
+    return cached[2]
 
 
 # --- the whole mixer inner as one op pair, recomputing instead of saving ----------------------
@@ -118,8 +142,8 @@ def _projections(u: Tensor, w: BranchWeights, d_state: int, dt_rank: int):
     x_dbl = F.linear(u.transpose(1, 2), w.x_proj_weight.to(u.dtype))
     dt, B, C = x_dbl.split([dt_rank, d_state, d_state], dim=-1)
     delta = F.linear(dt, w.dt_proj_weight.to(u.dtype)).transpose(1, 2)
-    A = -torch.exp(w.A_log.float())
-    scan_in = (u, delta, A, B.transpose(1, 2), C.transpose(1, 2), w.D.float(),
+    # A_log goes to the kernels as it is: they use A = -exp(A_log) and return d/dA_log
+    scan_in = (u, delta, w.A_log, B.transpose(1, 2), C.transpose(1, 2), w.D.float(),
                w.dt_proj_bias.float())
     return x_dbl, scan_in
 
@@ -127,8 +151,7 @@ def _projections(u: Tensor, w: BranchWeights, d_state: int, dt_rank: int):
 def _inner_forward(xz: Tensor, fw: BranchWeights, bw: BranchWeights, d_state: int,
                    dt_rank: int) -> tuple[Tensor, Tensor, Tensor]:
     x, z = xz.chunk(2, dim=1)
-    x_f, x_b = bidirectional_conv_silu_triton(x, fw.conv_weight, fw.conv_bias, bw.conv_weight,
-                                              bw.conv_bias)
+    x_f, x_b = conv_silu_forward(x, fw.conv_weight, fw.conv_bias, bw.conv_weight, bw.conv_bias)
     _, f = _projections(x_f, fw, d_state, dt_rank)
     _, b = _projections(x_b, bw, d_state, dt_rank)
     return _scan_pair_forward(f, b, z)
@@ -173,9 +196,8 @@ def _projection_grads(grads: list[Tensor], u: Tensor, x_dbl: Tensor, w: BranchWe
     d_dt_w = ddelta_t.reshape(-1, channels).t().to(u.dtype) @ dt
     d_x_proj = dx_dbl.reshape(-1, width).t() @ u.transpose(1, 2).reshape(-1, channels)
     du = du + (dx_dbl @ w.x_proj_weight.to(u.dtype)).transpose(1, 2)
-    dA_log = dA.float() * -torch.exp(w.A_log.float())
     return du, [d_x_proj.to(w.x_proj_weight.dtype), d_dt_w.to(w.dt_proj_weight.dtype),
-                dbias.to(w.dt_proj_bias.dtype), dA_log.to(w.A_log.dtype), dD.to(w.D.dtype)]
+                dbias.to(w.dt_proj_bias.dtype), dA.to(w.A_log.dtype), dD.to(w.D.dtype)]
 
 
 @torch.library.custom_op("videomamba::bimamba_inner_bwd", mutates_args=())
@@ -190,8 +212,7 @@ def _bimamba_inner_bwd(
     fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
     bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
     x, z = xz.chunk(2, dim=1)
-    x_f, x_b = bidirectional_conv_silu_triton(x, fw.conv_weight, fw.conv_bias, bw.conv_weight,
-                                              bw.conv_bias)
+    x_f, x_b = conv_silu_forward(x, fw.conv_weight, fw.conv_bias, bw.conv_weight, bw.conv_bias)
     x_dbl_f, f = _projections(x_f, fw, d_state, dt_rank)
     x_dbl_b, b = _projections(x_b, bw, d_state, dt_rank)
     scan_grads = _scan_pair_backward(dy, f, b, z, ck_f, ck_b)
@@ -199,8 +220,8 @@ def _bimamba_inner_bwd(
     del x_f, f
     du_b, grads_b = _projection_grads(scan_grads[7:14], x_b, x_dbl_b, bw, dt_rank)
     del x_b, b
-    dx, dw_f, db_f, dw_b, db_b = _bi_conv_silu_bwd(du_f, du_b, x, fw.conv_weight, fw.conv_bias,
-                                                   bw.conv_weight, bw.conv_bias)
+    dx, dw_f, db_f, dw_b, db_b = conv_silu_backward(du_f, du_b, x, fw.conv_weight, fw.conv_bias,
+                                                    bw.conv_weight, bw.conv_bias)
     dxz = torch.empty_like(xz)
     dxz[:, : x.shape[1]].copy_(dx)
     dxz[:, x.shape[1]:].copy_(scan_grads[14])

@@ -30,6 +30,23 @@ def _affine_combine(a_prev, b_prev, a_next, b_next):
     return a_prev * a_next, b_prev * a_next + b_next
 
 
+@triton.jit
+def _a_log2e(a, A_IS_LOG: tl.constexpr):
+    """``A * log2(e)`` in float32 from a loaded ``A``, or from ``log(-A)`` when ``A_IS_LOG`` (the
+    mixer passes its ``A_log`` parameter, so that ``A = -exp(A_log)`` costs no launch)."""
+    a = a.to(tl.float32)
+    if A_IS_LOG:
+        a = -tl.exp(a)
+    return a * 1.4426950408889634
+
+
+def a_layout(A: Tensor, a_is_log: bool) -> tuple[Tensor, int, int]:
+    """What the kernels take for A: ``A_log`` ``(D, N)`` as it is, else :func:`a_by_state`."""
+    if a_is_log:
+        return A, A.stride(0), A.stride(1)
+    return a_by_state(A)
+
+
 def interpreting() -> bool:
     """True when Triton runs kernels through its CPU interpreter (``TRITON_INTERPRET=1``)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")

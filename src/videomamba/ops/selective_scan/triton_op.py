@@ -22,20 +22,21 @@ from videomamba.ops.selective_scan.triton_tile_bwd import lean_bwd
 
 
 def run_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, out=None,
-            accumulate=None):
+            accumulate=None, a_is_log=False):
     """One direction's forward: ``(y, last, ck)`` (``triton_tile.tile_fwd``, storing the state at
-    every backward segment boundary; ``out``/``accumulate`` as there)."""
+    every backward segment boundary; ``out``/``accumulate``/``a_is_log`` as there)."""
     seg_len = segment_length(u.shape[0], u.shape[1], u.shape[2])
     return tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=reverse, out=out,
-                    ck_steps=seg_len, accumulate=accumulate)
+                    ck_steps=seg_len, accumulate=accumulate, a_is_log=a_is_log)
 
 
 def run_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, dlast=None,
-            reverse=False, z_mode=0, partner=None) -> dict:
+            reverse=False, z_mode=0, partner=None, a_is_log=False) -> dict:
     """One direction's backward (outputs: ``triton_tile_bwd.lean_bwd``)."""
     seg_len = segment_length(u.shape[0], u.shape[1], u.shape[2])
     return lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_len,
-                    dlast=dlast, reverse=reverse, z_mode=z_mode, partner=partner)
+                    dlast=dlast, reverse=reverse, z_mode=z_mode, partner=partner,
+                    a_is_log=a_is_log)
 
 
 def saved_shape(batch: int, channels: int, length: int, n_state: int) -> tuple[int, ...]:

@@ -36,7 +36,8 @@ from torch import Tensor
 from videomamba.ops.selective_scan.triton_common import (
     _affine_combine,
     _softplus,
-    a_by_state,
+    _a_log2e,
+    a_layout,
     as_groups,
     block_for_groups,
     interpreting,
@@ -96,7 +97,7 @@ def _tile_fwd(
     N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr, ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr,
-    SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr,
+    SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
 ):
     pid_b, pid_d, seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)[:, None, None]  # (BLOCK_D, 1, 1)
@@ -105,8 +106,8 @@ def _tile_fwd(
     mask_d, mask_n = offs_d < channels, offs_n < n_state
     mask_nd = mask_n & mask_d
     group = (pid_d * BLOCK_D) // chans_per_group
-    A2 = tl.load(A_ptr + offs_d * sA_d + offs_n * sA_n, mask=mask_nd, other=0.0)
-    A2 = A2.to(tl.float32) * 1.4426950408889634  # (BLOCK_D, N, 1): exp(dt A) = exp2(dt A2)
+    A2 = _a_log2e(tl.load(A_ptr + offs_d * sA_d + offs_n * sA_n, mask=mask_nd, other=0.0),
+                  A_IS_LOG)  # (BLOCK_D, N, 1): exp(dt A) = exp2(dt A2)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_D:
@@ -149,8 +150,8 @@ def _tile_fwd(
         dt = tl.where(m, dt, 0.0)  # padding steps are the identity (decay 1, input 0)
         if SPLIT_N:  # reloaded (from L1) as the last load: its layout is the arithmetic's
             # (masked by the tile's index so that it is not hoisted out of the loop)
-            A2 = tl.load(A_ptr + offs_d * sA_d + offs_n * sA_n, mask=mask_nd & (tile < n_tiles),
-                         other=0.0) * 1.4426950408889634
+            A2 = _a_log2e(tl.load(A_ptr + offs_d * sA_d + offs_n * sA_n,
+                                  mask=mask_nd & (tile < n_tiles), other=0.0), A_IS_LOG)
         decay = tl.exp2(A2 * dt)  # (BLOCK_D, N, T)
         bx = Bt * (dt * u)
         bx = tl.where(first, decay * h + bx, bx)  # the carried state enters at the first step
@@ -209,12 +210,14 @@ def tile_config(batch: int, channels: int, length: int) -> dict:
 
 
 def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False, out=None,
-             ck_steps: int = 0, accumulate: bool | None = None) -> tuple[Tensor, Tensor, Tensor]:
+             ck_steps: int = 0, accumulate: bool | None = None,
+             a_is_log: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Forward on the tiled kernel. Returns ``(y, last (B, D, N) float32, ck)`` where ``ck``
     ``(B, n_ck, N_pow2, D)`` float32 holds, for k = 1 .. n_ck = (L - 1) // ck_steps, the state
     after the positions below k * ck_steps (with ``reverse``, at and above it); ``ck_steps`` is a
     multiple of the tile length, 0 stores none. ``y`` is written into ``out`` (any strides) when
-    given, added to what it holds when ``accumulate`` (default: whenever ``out`` is given)."""
+    given, added to what it holds when ``accumulate`` (default: whenever ``out`` is given). With
+    ``a_is_log``, ``A`` is ``A_log`` and the kernel uses ``-exp(A_log)``."""
     batch, channels, length = u.shape
     n_state = A.shape[1]
     B4, C4 = as_groups(B), as_groups(C)
@@ -229,14 +232,15 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
     n_ck = (length - 1) // ck_steps if ck_steps else 0
     dev = u.device
     f32 = dict(device=dev, dtype=torch.float32)
-    last = torch.zeros(batch, channels, n_state, **f32)
+    # every element is written by the last segment's programs (zeros for an empty sequence)
+    last = (torch.empty if length > 0 else torch.zeros)(batch, channels, n_state, **f32)
     ck = torch.empty(batch, n_ck, n_pow2, channels, **f32)
     hseg = torch.empty(batch, n_seg, n_pow2, channels, **f32)
     dsum = torch.empty(batch, n_seg, channels, **f32)
     y = out if out is not None else torch.empty_like(u, memory_format=torch.contiguous_format)
     zz = z if z is not None else u
     bias = delta_bias if delta_bias is not None else u
-    At, sA_d, sA_n = a_by_state(A)
+    At, sA_d, sA_n = a_layout(A, a_is_log)
     grid = (batch, triton.cdiv(channels, block_d), n_seg)
     args = (u, delta, At, B4, C4, D if D is not None else u, zz, bias, y, last, ck, hseg, dsum,
             length, channels, chans_per_group, n_state, triton.cdiv(max(length, 1), t),
@@ -247,7 +251,8 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
                  HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                  SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse),
                  ACCUMULATE=out is not None if accumulate is None else bool(accumulate),
-                 SPLIT_N=block_d < 32, num_warps=max(block_d // 32, 1))
+                 SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log),
+                 num_warps=max(block_d // 32, 1))
     if n_seg > 1:
         _tile_fwd[grid](*args, SUMMARY=True, SAVE_CK=False, **flags)
     _tile_fwd[grid](*args, SUMMARY=False, SAVE_CK=n_ck > 0, **flags)

@@ -47,13 +47,13 @@ from torch import Tensor
 from videomamba.ops.selective_scan.triton_common import (
     _affine_combine,
     _softplus,
-    a_by_state,
+    _a_log2e,
+    a_layout,
     as_groups,
     block_for_groups,
     interpreting,
 )
 
-LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
@@ -126,7 +126,7 @@ def _tile_bwd_lean(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, Z_MODE: tl.constexpr,
     SUMMARY: tl.constexpr, SPLIT_N: tl.constexpr, BC_ATOMICS: tl.constexpr, BC_LANES: tl.constexpr,
-    PREFETCH: tl.constexpr,
+    PREFETCH: tl.constexpr, A_IS_LOG: tl.constexpr,
 ):
     offs_dl = tl.arange(0, BLOCK_D)[:, None, None]
     offs_n = tl.arange(0, N)[None, :, None]  # (1, N, 1)
@@ -161,7 +161,7 @@ def _tile_bwd_lean(
             bc_mask = mask_n
         group = (pid_d * BLOCK_D) // chans_per_group
         a_ptrs = A_ptr + offs_d * sA_d + offs_n * sA_n
-        A2 = tl.load(a_ptrs, mask=mask_nd, other=0.0) * LOG2E  # (BLOCK_D, N, 1)
+        A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd, other=0.0), A_IS_LOG)  # (BLOCK_D, N, 1)
         bias = 0.0
         if HAS_BIAS:
             bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
@@ -204,7 +204,8 @@ def _tile_bwd_lean(
                     z_r = tl.load(z_base + t_r * sz_t, mask=m_r, other=0.0).to(tl.float32)
                     dout_r = dout_r * z_r * tl.sigmoid(z_r)
                 if SPLIT_N:  # the last load: its layout is the arithmetic's (see triton_tile)
-                    A2 = tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0) * LOG2E
+                    A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0),
+                                  A_IS_LOG)
                 dtn_r = _delta(dtn_r, bias, m_rnx, HAS_BIAS, SOFTPLUS)
                 c_r = C_r.to(tl.float32) * dout_r
                 if HAS_DLAST:
@@ -258,7 +259,8 @@ def _tile_bwd_lean(
                 dt = tl.load(d_base + t * sd_t, mask=m, other=0.0)
                 u = tl.load(u_base + t * su_t, mask=m, other=0.0).to(tl.float32)
                 if SPLIT_N:
-                    A2 = tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0) * LOG2E
+                    A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0),
+                                  A_IS_LOG)
                 dt = _delta(dt, bias, m, HAS_BIAS, SOFTPLUS)
                 decay = tl.exp2(A2 * dt)
                 bx = Bt * (dt * u)
@@ -296,7 +298,8 @@ def _tile_bwd_lean(
                 Ct, Bt, u = Ct.to(tl.float32), Bt.to(tl.float32), u.to(tl.float32)
                 dy, zt = dy.to(tl.float32), zt.to(tl.float32)
                 if SPLIT_N:  # masked by the tile's position: a tile with no valid step gets A = 0
-                    A2 = tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0) * LOG2E
+                    A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0),
+                                  A_IS_LOG)
                 dt_pre = dt_raw.to(tl.float32) + bias
                 dt = _delta(dt_raw, bias, m, HAS_BIAS, SOFTPLUS)
                 decay = tl.exp2(A2 * dt)  # (BLOCK_D, N, T)
@@ -361,6 +364,9 @@ def _tile_bwd_lean(
                         keep = (dB_t + dC_t) == 12345.0
                         tl.atomic_add(dB_ptr + dbc_base + t, dB_t, mask=mbc & keep,
                                       sem="relaxed")
+            if A_IS_LOG:  # d/dA_log = d/dA * A (A reloaded: the last tile's A2 may be masked)
+                A_last = _a_log2e(tl.load(a_ptrs, mask=mask_nd, other=0.0), A_IS_LOG)
+                dA_acc = dA_acc * A_last * 0.6931471805599453
             tl.atomic_add(dA_ptr + offs_d * n_state + offs_n, dA_acc, mask=mask_nd, sem="relaxed")
             if HAS_D:
                 tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
@@ -400,7 +406,7 @@ def _dense(t: Tensor) -> bool:
 
 
 def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_len, dlast=None,
-             reverse=False, z_mode=0, partner=None) -> dict[str, Tensor]:
+             reverse=False, z_mode=0, partner=None, a_is_log=False) -> dict[str, Tensor]:
     """Backward of the tiled scan. ``dy`` ``(B, D, L)``; ``ck`` from ``triton_tile.tile_fwd``
     with ``ck_steps=seg_len`` (``seg_len`` a multiple of ``T``); ``dlast`` ``(B, D, N)`` is the
     gradient of the returned last state. Returns float32 ``dA (D, N)``, ``dB``/``dC`` shaped
@@ -408,7 +414,8 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
     dtypes, ``du``, ``ddelta`` and ``dz`` (``(B, D, L)``; None without z or when
     ``z_mode == 1``: the ungated output goes to ``partner`` instead). Those three, and
     ``partner``, share ``dy``'s layout: contiguous along L, or along D (a transposed view of a
-    ``(B, L, D)`` tensor, as the mixer's gradients come)."""
+    ``(B, L, D)`` tensor, as the mixer's gradients come). With ``a_is_log``, ``A`` is ``A_log``
+    (the kernel uses ``-exp(A_log)``) and ``dA`` is the gradient of ``A_log``."""
     batch, channels, length = u.shape
     n_state = A.shape[1]
     B4, C4 = as_groups(B), as_groups(C)
@@ -441,7 +448,7 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
     zz = z if z is not None else u
     bias = delta_bias if delta_bias is not None else u
     dl = dlast.contiguous().float() if dlast is not None else dA
-    At, sA_d, sA_n = a_by_state(A)
+    At, sA_d, sA_n = a_layout(A, a_is_log)
     args = (u, delta, At, B4, C4, D if D is not None else dA, zz, bias, dy, dl,
             ck if ck.numel() else gseg, gseg, dnext, scratch,
             du, ddelta, dA, dB, dC, dD if dD is not None else dA, dz if dz is not None else du,
@@ -455,7 +462,7 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
                  SPLIT_N=block_d < 32, num_warps=max(block_d // 32, 1),
                  BC_ATOMICS=os.environ.get("VIDEOMAMBA_LEAN_ABLATE") != "atomics",
                  BC_LANES=os.environ.get("VIDEOMAMBA_LEAN_BC", "reduce") == "lanes",
-                 PREFETCH=prefetch)
+                 PREFETCH=prefetch, A_IS_LOG=bool(a_is_log))
     if maxnreg > 0:
         flags["maxnreg"] = maxnreg
     if n_seg > 1:  # no scratch: one program per work item, as many warps as fit

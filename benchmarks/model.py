@@ -9,7 +9,8 @@ model's weights and both are run on the same clip in float32 to check they compu
     python benchmarks/model.py --out model.json [--official-dir .devcarry/official]
 
 ``--conv-bench`` times only the fused bidirectional conv + SiLU kernel against the grouped conv.
-``--models`` also takes ``ours_compiled`` (ours under ``torch.compile``). ``--cuda-graph`` adds
+``--models`` also takes ``ours_compiled`` (ours under ``torch.compile``) and ``ours_compiled_ro``
+(the same with ``mode="reduce-overhead"``: CUDA graphs for training steps too). ``--cuda-graph`` adds
 inference replayed from CUDA graphs (phase ``inference_graph``: the GPU's time without the host's
 launch overhead). ``--profile`` adds each model's top CUDA kernels (torch.profiler, inference and
 training steps) to the JSON and the printout.
@@ -23,6 +24,7 @@ import os
 import statistics
 import sys
 import time
+import traceback
 
 import torch
 import torch.nn as nn
@@ -112,8 +114,11 @@ def build(name: str, frames: int, official_dir: str | None) -> nn.Module:
 
         return create_model("videomamba_small", num_frames=frames, num_classes=400,
                             scan_backend="triton")
-    if name == "ours_compiled":  # the whole model under torch.compile (Inductor)
-        return torch.compile(build("ours", frames, official_dir))
+    if name in ("ours_compiled", "ours_compiled_ro"):  # torch.compile (Inductor); _ro: with
+        from videomamba.utils.compile import compile_model  # CUDA graphs ("reduce-overhead")
+
+        mode = "reduce-overhead" if name == "ours_compiled_ro" else None
+        return compile_model(build("ours", frames, official_dir), "inductor", mode)
     if name == "official":
         return import_official(official_dir).videomamba_small(num_frames=frames, num_classes=400)
     if name == "vit_sdpa":
@@ -394,6 +399,7 @@ def main() -> int:
                         except Exception as err:  # the timing above stands without it
                             result["profile_error"] = repr(err)[:300]
                 except Exception as err:
+                    traceback.print_exc()  # the whole story in the log; the JSON keeps the gist
                     result = {"error": repr(err)[:300]}
                 del model
                 report["results"][name][phase][frames] = result

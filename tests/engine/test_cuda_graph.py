@@ -50,3 +50,21 @@ def test_gpu_predictor_with_cuda_graph_matches_eager(tmp_path):
     for _ in range(2):
         assert torch.allclose(graphed.scores(clip), eager.scores(clip), atol=1e-4)
         assert torch.allclose(graphed.embed(clip), eager.embed(clip), atol=1e-4)
+
+
+def test_compile_mode_needs_inductor_and_switches_off_the_failing_analysis():
+    import torch._inductor.config as inductor_config
+
+    from videomamba.errors import ConfigError
+    from videomamba.utils.compile import compile_model
+
+    model = create_model("videomamba_tiny", **TINY)
+    with pytest.raises(ConfigError, match="inductor"):
+        compile_model(model, "aot_eager", "reduce-overhead")
+    before = inductor_config.triton.coalesce_tiling_analysis
+    try:
+        compiled = compile_model(model, "inductor", "reduce-overhead")  # lazy: nothing compiles yet
+        assert compiled._orig_mod is model
+        assert inductor_config.triton.coalesce_tiling_analysis is False
+    finally:
+        inductor_config.triton.coalesce_tiling_analysis = before

@@ -91,6 +91,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "bf16"  # bf16 | fp16 | fp32 (autocast is used on GPU only)
     compile: bool | str = False  # torch.compile the model: true (Inductor) or a backend name
+    compile_mode: str | None = None  # with Inductor: reduce-overhead (CUDA graphs) | max-autotune
     ema_decay: float | None = None  # e.g. 0.9999; null = no EMA
     distributed: str = "ddp"  # ddp | fsdp, used when launched by torchrun
     max_bad_steps: int = 5  # stop after this many non-finite losses in a row

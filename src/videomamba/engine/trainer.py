@@ -143,8 +143,10 @@ class Trainer:
             model = wrap_distributed(model, self.recipe.train.distributed, self.device)
         compile_with = self.recipe.train.compile
         if compile_with:
+            from videomamba.utils.compile import compile_model
+
             backend = compile_with if isinstance(compile_with, str) else "inductor"
-            model = torch.compile(model, backend=backend)
+            model = compile_model(model, backend, self.recipe.train.compile_mode)
         return model
 
     def _make_scheduler(self, repeats: int) -> CosineWarmupScheduler:

@@ -9,9 +9,13 @@
 3. ``masked``: the student pretrained on *all* 4000 training videos (no labels; 2 epochs = 500
    steps) by aligning its kept tokens (random mask, ratio 0.5) with ``small``'s features, then
    fine-tuned on the 10 %;
-4. ``distill``: the student trained on the 10 % with ``small`` as distillation teacher.
+4. ``distill``: the student trained on the 10 % with ``small`` as distillation teacher (the
+   official engine: feature loss on the labelled batch only, ``--distill-weight`` 1);
+5. ``distill_unlabelled`` (our extension, opt-in): as ``distill``, plus
+   ``--unlabelled-per-clip`` clips of the 3600 unlabelled ones per labelled clip, which get only
+   the feature loss (weight ``--unlabelled-weight``).
 
-The three students use the same seed, recipe and number of labelled steps (``--epochs`` over the
+The students use the same seed, recipe and number of labelled steps (``--epochs`` over the
 400 clips, batch 16). Recipe: the motion recipe of ``videomamba demo`` (one token per 32-px
 frame, 8 frames sampled ``segment``, AdamW lr 1e-3 with cosine decay, no drop path, no label
 smoothing). Every model is scored once on val and test at the end of training (no checkpoint
@@ -21,6 +25,25 @@ augmentation); one torch thread per process. The two tables of the README:
     python benchmarks/pretraining_demo.py --seeds 0 1 2 3 4 --out runs/pretraining_demo
     python benchmarks/pretraining_demo.py --seeds 0 1 2 3 4 --epochs 5 --teacher-epochs 20 \
         --data runs/pretraining_demo/data --out runs/pretraining_demo_e5
+
+The self-distillation rows of the README (the second command adds ``distill_unlabelled`` to the
+same seeds' results, reusing their ``small``; the others reuse those teachers too):
+
+    python benchmarks/pretraining_demo.py --seeds 0 1 2 3 4 --epochs 5 --teacher-epochs 20 \
+        --only small scratch distill --data runs/pretraining_demo/data --out runs/distill_demo_e5
+    python benchmarks/pretraining_demo.py --seeds 0 1 2 3 4 --epochs 5 --distill-weight 10 \
+        --unlabelled-weight 10 --unlabelled-per-clip 4 --only distill_unlabelled \
+        --data runs/pretraining_demo/data --out runs/distill_demo_e5
+    python benchmarks/pretraining_demo.py --seeds 0 1 2 3 4 --epochs 5 --distill-weight 10 \
+        --only distill --small-from runs/distill_demo_e5 --data runs/pretraining_demo/data \
+        --out runs/distill_demo_e5_w10
+    python benchmarks/pretraining_demo.py --seeds 0 1 2 3 4 --epochs 20 --distill-weight 10 \
+        --unlabelled-weight 10 --unlabelled-per-clip 4 --only scratch distill_unlabelled \
+        --small-from runs/distill_demo_e5 --data runs/pretraining_demo/data \
+        --out runs/distill_demo_e20_unl
+    python benchmarks/pretraining_demo.py --seeds 0 1 2 3 4 --epochs 80 --only scratch distill \
+        --small-from runs/distill_demo_e5 --data runs/pretraining_demo/data \
+        --out runs/distill_demo_e80
 
 Each seed writes ``OUT/seed<N>/result.json`` (seeds may run as separate processes);
 ``--report`` merges them into ``OUT/results.json`` and prints mean ± std.
@@ -44,9 +67,10 @@ from videomamba.utils.io import atomic_write_json
 
 SMALL = {"embed_dim": 64, "depth": 2, "patch_size": 32}
 STUDENT = {"embed_dim": 96, "depth": 4, "patch_size": 32}
-MODELS = ("small", "scratch", "masked", "distill")
+MODELS = ("small", "scratch", "masked", "distill", "distill_unlabelled")
 SETTINGS = ("clips", "label_fraction", "epochs", "teacher_epochs", "pretrain_epochs",
-            "mask_ratio", "steps", "threads")
+            "mask_ratio", "distill_weight", "unlabelled_weight", "unlabelled_per_clip", "small_from",
+            "steps", "threads")
 
 # The motion recipe of src/videomamba/apps/demo.py (MOTION_RECIPE), copied so that this table
 # does not move when the demo is retuned.
@@ -79,7 +103,17 @@ def parse_args() -> argparse.Namespace:
                         help="epochs of the small teacher (0: --epochs)")
     parser.add_argument("--pretrain-epochs", type=int, default=2, help="epochs over all clips")
     parser.add_argument("--mask-ratio", type=float, default=0.5)
-    parser.add_argument("--only", nargs="+", choices=MODELS, default=list(MODELS),
+    parser.add_argument("--distill-weight", type=float, default=1.0,
+                        help="distill, distill_unlabelled: weight of the feature loss on labelled "
+                             "clips (1, as the official engine)")
+    parser.add_argument("--unlabelled-weight", type=float, default=1.0,
+                        help="distill_unlabelled: weight of the feature loss on unlabelled clips")
+    parser.add_argument("--unlabelled-per-clip", type=int, default=1,
+                        help="distill_unlabelled: unlabelled clips per labelled clip")
+    parser.add_argument("--small-from", default="",
+                        help="use the teachers saved under this output folder "
+                             "(DIR/seed<N>/small/model) instead of training small")
+    parser.add_argument("--only", nargs="+", choices=MODELS, default=list(MODELS[:4]),
                         help="train only these models (small is reused when already saved)")
     parser.add_argument("--steps", type=int, default=0, help="cap on steps per run (smoke test)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -119,6 +153,10 @@ class Clips:
         """The first ``count`` clips (labels cycle through the classes: a balanced subset)."""
         return Clips(self.videos[:count], self.labels[:count])
 
+    def tail(self, start: int) -> "Clips":
+        """The clips from ``start`` on (the unlabelled ones when ``start`` = labelled count)."""
+        return Clips(self.videos[start:], self.labels[start:])
+
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -136,7 +174,9 @@ def load_splits(root: Path, fraction: float) -> dict[str, Clips]:
     recipe = recipe_from_dict(raw, "pretraining demo data")
     splits = {name: Clips.read(build_split(recipe, name, mode="val"))
               for name in ("train", "val", "test")}
-    splits["labelled"] = splits["train"].head(int(round(fraction * len(splits["train"]))))
+    labelled = int(round(fraction * len(splits["train"])))
+    splits["labelled"] = splits["train"].head(labelled)
+    splits["unlabelled"] = splits["train"].tail(labelled)
     return splits
 
 
@@ -161,9 +201,9 @@ def top1(model: Any, clips: Clips) -> float:
 
 
 def train_classifier(raw: dict[str, Any], splits: dict[str, Clips],
-                     teacher_dir: str | None = None) -> dict[str, Any]:
-    """Train on the labelled clips (optionally with a distillation teacher); save the model;
-    returns val / test top-1 and timings."""
+                     teacher_dir: str | None = None, distill: Any = None) -> dict[str, Any]:
+    """Train on the labelled clips (optionally with a distillation teacher and a
+    ``DistillConfig``); save the model; returns val / test top-1 and timings."""
     from videomamba.engine.build import build_model
     from videomamba.engine.config import recipe_from_dict
     from videomamba.engine.ema import unwrap
@@ -175,15 +215,24 @@ def train_classifier(raw: dict[str, Any], splits: dict[str, Clips],
     torch.manual_seed(recipe.train.seed)
     model = build_model(recipe)
     task: Any = ClassificationTask(10, recipe.mixup.label_smoothing)
+    train_set: Any = splits["labelled"]
     if teacher_dir is not None:
         from videomamba.models import from_pretrained
-        from videomamba.tasks.distill import DistillationTask, attach_distill_head
+        from videomamba.tasks.distill import (
+            DistillConfig, DistillationTask, WithUnlabelledClips, attach_distill_head,
+        )
 
+        distill = distill or DistillConfig()
         teacher = from_pretrained(teacher_dir)
         attach_distill_head(model, teacher.config.embed_dim)
-        task = DistillationTask(teacher, 10, recipe.mixup.label_smoothing)
+        task = DistillationTask(teacher, 10, recipe.mixup.label_smoothing,
+                                distill_weight=distill.weight,
+                                unlabelled_weight=distill.unlabelled_weight)
+        if distill.unlabelled_weight > 0:
+            train_set = WithUnlabelledClips(train_set, splits["unlabelled"],
+                                            distill.unlabelled_per_clip)
     start = time.perf_counter()
-    trainer = Trainer(recipe, task, model, splits["labelled"], None, progress=False)
+    trainer = Trainer(recipe, task, model, train_set, None, progress=False)
     summary = trainer.fit()
     seconds = time.perf_counter() - start
     model = unwrap(trainer.model)
@@ -192,8 +241,11 @@ def train_classifier(raw: dict[str, Any], splits: dict[str, Clips],
 
         remove_distill_head(model)
     save_pretrained(model, Path(recipe.train.output_dir) / "model")
-    return {"val": top1(model, splits["val"]), "test": top1(model, splits["test"]),
-            "steps": summary["global_step"], "seconds": round(seconds, 1)}
+    result = {"val": top1(model, splits["val"]), "test": top1(model, splits["test"]),
+              "steps": summary["global_step"], "seconds": round(seconds, 1)}
+    if distill is not None:  # runs of one seed may come from several invocations
+        result["distill"] = dataclasses.asdict(distill)
+    return result
 
 
 def pretrain(raw: dict[str, Any], splits: dict[str, Clips], teacher_dir: str,
@@ -231,6 +283,7 @@ def pretrain(raw: dict[str, Any], splits: dict[str, Clips], teacher_dir: str,
 
 def run_seed(args: argparse.Namespace, splits: dict[str, Clips], seed: int, out: Path) -> dict:
     from videomamba.apps.pretrain import export_classifier
+    from videomamba.tasks.distill import DistillConfig
 
     def recipe(name: str, size: dict[str, int], epochs: int = args.epochs) -> dict[str, Any]:
         return recipe_dict(out / f"seed{seed}" / name, seed, size, epochs, args.steps)
@@ -239,14 +292,22 @@ def run_seed(args: argparse.Namespace, splits: dict[str, Clips], seed: int, out:
     result: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     result["seed"] = seed
     result["settings"] = {key: getattr(args, key) for key in SETTINGS}
-    small_dir = out / f"seed{seed}" / "small" / "model"
-    if "small" in args.only or not small_dir.is_dir():
+    small_dir = Path(args.small_from or out) / f"seed{seed}" / "small" / "model"
+    if args.small_from and not small_dir.is_dir():
+        raise SystemExit(f"--small-from: {small_dir} does not exist; train it first")
+    if not args.small_from and ("small" in args.only or not small_dir.is_dir()):
         result["small"] = train_classifier(
             recipe("small", SMALL, args.teacher_epochs or args.epochs), splits)
     if "scratch" in args.only:
         result["scratch"] = train_classifier(recipe("scratch", STUDENT), splits)
     if "distill" in args.only:
-        result["distill"] = train_classifier(recipe("distill", STUDENT), splits, str(small_dir))
+        result["distill"] = train_classifier(recipe("distill", STUDENT), splits, str(small_dir),
+                                             DistillConfig(weight=args.distill_weight))
+    if "distill_unlabelled" in args.only:
+        config = DistillConfig(weight=args.distill_weight, unlabelled_weight=args.unlabelled_weight,
+                               unlabelled_per_clip=args.unlabelled_per_clip)
+        result["distill_unlabelled"] = train_classifier(
+            recipe("distill_unlabelled", STUDENT), splits, str(small_dir), config)
     if "masked" in args.only:
         pt = pretrain(recipe("pretrain", STUDENT, args.pretrain_epochs), splits, str(small_dir),
                       args.mask_ratio)
@@ -282,7 +343,7 @@ def report(out: Path, args: argparse.Namespace) -> None:
     for split, stats in summary.items():
         print(f"{split} top-1 (seeds {seeds}):")
         for key, s in stats.items():
-            print(f"  {key:8s} {100 * s['mean']:.1f} ± {100 * s['std']:.1f}  "
+            print(f"  {key:18s} {100 * s['mean']:.1f} ± {100 * s['std']:.1f}  "
                   f"({', '.join(f'{100 * v:.1f}' for v in s['values'])})")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from typing import Any
 
 log = logging.getLogger("videomamba.train")
 
@@ -29,8 +30,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "folder) whose token features the student also learns")
     parser.add_argument("--distill-weight", type=float, default=1.0,
                         help="weight of the distillation loss (1.0, as the official engine)")
+    parser.add_argument("--unlabelled", default=None, metavar="ANNOTATION",
+                        help="with --teacher, our extension: videos (an annotation file in the "
+                             "training set's format; labels ignored) that get the distillation "
+                             "term only; needs --unlabelled-weight > 0")
+    parser.add_argument("--unlabelled-weight", type=float, default=0.0,
+                        help="weight of the distillation term on --unlabelled clips (0: off, "
+                             "the official behaviour)")
+    parser.add_argument("--unlabelled-per-clip", type=int, default=1,
+                        help="unlabelled clips drawn per labelled clip (1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the final summary as JSON")
+
+
+def with_unlabelled(args: argparse.Namespace, recipe: Any, train_set: Any) -> Any:
+    """The training set, each sample with ``--unlabelled-per-clip`` clips of ``--unlabelled`` when
+    ``--unlabelled-weight > 0`` (our extension of self-distillation), else as it is."""
+    from videomamba.errors import ConfigError
+
+    if args.unlabelled_weight <= 0:
+        if args.unlabelled:
+            raise ConfigError(f"--unlabelled {args.unlabelled} is unused without "
+                              f"--unlabelled-weight > 0")
+        return train_set
+    if not args.unlabelled:
+        raise ConfigError("--unlabelled-weight > 0 needs --unlabelled ANNOTATION (the videos "
+                          "that get the distillation term only)")
+    from videomamba.data import build_dataset
+    from videomamba.tasks.distill import WithUnlabelledClips
+
+    unlabelled = build_dataset({"annotation": args.unlabelled, **recipe.data.dataset}, mode="train")
+    return WithUnlabelledClips(train_set, unlabelled, args.unlabelled_per_clip)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +88,14 @@ def run(args: argparse.Namespace) -> int:
     if args.teacher:
         from videomamba.tasks.distill import setup_distillation
 
-        task = setup_distillation(model, task, args.teacher, args.distill_weight)
+        task = setup_distillation(model, task, args.teacher, args.distill_weight,
+                                  args.unlabelled_weight)
+        train_set = with_unlabelled(args, recipe, train_set)
+    elif args.unlabelled or args.unlabelled_weight:
+        from videomamba.errors import ConfigError
+
+        raise ConfigError("--unlabelled/--unlabelled-weight belong to self-distillation: "
+                          "add --teacher DIR")
     trainer = Trainer(recipe, task, model, train_set, val_set, progress=not args.no_progress)
     summary = trainer.fit(resume=args.resume)
     if trainer.dist.is_main:

@@ -14,6 +14,8 @@
 #                                         # the whole model and the scan beside the official ones
 #   bash benchmarks/device_run.sh run12   # session 4: fewer launches per block vs cce5c0f, ABAB,
 #                                         # then all gpu tests
+#   bash benchmarks/device_run.sh run15   # session 4: compiled training (reduce-overhead) beside
+#                                         # the official model's eager training
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -163,6 +165,13 @@ run12)  # session 4: fewer launches per block (A_log into the kernels, inference
   timeout $(( 590 - $(elapsed) )) python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu \
       -q --tb=line -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
   grep -E "FAILED|passed|failed" "$OUT/gpu_tests.log" | cut -c1-200 | tail -6
+  ;;
+run15)  # session 4: compiled training (CUDA graphs) beside the official model's eager training
+  timeout 475 bash "$0" build > "$OUT/build.log" 2>&1
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"
+  timeout $(( 595 - $(elapsed) )) python3 benchmarks/model.py --models official,ours_compiled_ro \
+      --frames "" --train-frames 8 --out "$OUT/model.json" > "$OUT/model.log" 2>&1
+  grep -v "^    " "$OUT/model.log" | grep -E "clips_per_s|phase|training|rror" | cut -c1-200 | tail -6
   ;;
 build)
   build_official "$PWD"

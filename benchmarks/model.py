@@ -381,7 +381,7 @@ def main() -> int:
     if args.cuda_graph:
         phases.insert(1, ("inference_graph", args.frames))
     for phase, frame_list in phases:
-        for frames in (int(f) for f in frame_list.split(",")):
+        for frames in (int(f) for f in frame_list.split(",") if f):  # "" skips the phase
             for name in models:  # models side by side at each size, saved as we go
                 torch.cuda.empty_cache()
                 model = None

@@ -34,9 +34,9 @@ import triton.language as tl
 from torch import Tensor
 
 from videomamba.ops.selective_scan.triton_common import (
+    _a_log2e,
     _affine_combine,
     _softplus,
-    _a_log2e,
     a_layout,
     as_groups,
     block_for_groups,

@@ -125,36 +125,47 @@ def _cast_once(weight: Tensor, dtype: torch.dtype) -> Tensor:
 
 # --- the whole mixer inner as one op pair, recomputing instead of saving ----------------------
 #
-# Autograd over the composition above would keep, per block, both branches' conv outputs, their
-# deltas, the pre-SiLU conv outputs and the scan inputs: about nine (B, D, L) tensors. Like the
-# official ``mamba_inner_fn``, this pair saves only ``xz``, the weights and the scans' small
-# segment states, and recomputes the convs and projections (cheap next to the scans) in the
-# backward, where every gradient is written out explicitly so that the op stays opaque to
-# ``torch.compile``.
+# Autograd over the conv, the projections and the scans would keep, per block, both branches'
+# conv outputs, their deltas, the pre-SiLU conv outputs and the scan inputs: about nine
+# (B, D, L) tensors. Like the official ``mamba_inner_fn``, this pair saves only ``xz``, the
+# weights and the scans' small segment states, and recomputes the convs and projections (cheap
+# next to the scans) in the backward, where every gradient is written out explicitly so that the
+# op stays opaque to ``torch.compile``.
 
 def _branch_weights(*tensors: Tensor | None) -> BranchWeights:
     return BranchWeights(*tensors)  # type: ignore[arg-type]
 
 
-def _projections(u: Tensor, w: BranchWeights, d_state: int, dt_rank: int):
-    """``x_dbl`` ``(B, L, dt_rank + 2N)`` and the scan inputs of one branch from its conv output
-    ``u`` ``(B, D, L)``, the weights cast to ``u``'s dtype (what autocast does to the linears)."""
-    x_dbl = F.linear(u.transpose(1, 2), w.x_proj_weight.to(u.dtype))
+class _Branch(NamedTuple):
+    """One branch's forward values that its backward needs again."""
+
+    u: Tensor  # conv output (B, D, L)
+    x_dbl: Tensor  # x_proj output (B, L, dt_rank + 2N)
+    scan_in: tuple  # (u, delta, A_log, B, C, D, delta_bias) for the scan kernels
+    x_proj_weight: Tensor  # in u's dtype
+    dt_proj_weight: Tensor  # in u's dtype
+
+
+def _branch(u: Tensor, w: BranchWeights, d_state: int, dt_rank: int) -> _Branch:
+    """The projections of one branch from its conv output ``u`` ``(B, D, L)``, the weights cast
+    to ``u``'s dtype (what autocast does to the linears)."""
+    x_proj_weight, dt_proj_weight = w.x_proj_weight.to(u.dtype), w.dt_proj_weight.to(u.dtype)
+    x_dbl = F.linear(u.transpose(1, 2), x_proj_weight)
     dt, B, C = x_dbl.split([dt_rank, d_state, d_state], dim=-1)
-    delta = F.linear(dt, w.dt_proj_weight.to(u.dtype)).transpose(1, 2)
+    delta = F.linear(dt, dt_proj_weight).transpose(1, 2)
     # A_log goes to the kernels as it is: they use A = -exp(A_log) and return d/dA_log
     scan_in = (u, delta, w.A_log, B.transpose(1, 2), C.transpose(1, 2), w.D.float(),
                w.dt_proj_bias.float())
-    return x_dbl, scan_in
+    return _Branch(u, x_dbl, scan_in, x_proj_weight, dt_proj_weight)
 
 
-def _inner_forward(xz: Tensor, fw: BranchWeights, bw: BranchWeights, d_state: int,
-                   dt_rank: int) -> tuple[Tensor, Tensor, Tensor]:
+def _branches(xz: Tensor, fw: BranchWeights, bw: BranchWeights, d_state: int,
+              dt_rank: int) -> tuple[Tensor, Tensor, _Branch, _Branch]:
+    """``x``, ``z`` and both branches up to the scans: what the forward computes and the
+    backward recomputes."""
     x, z = xz.chunk(2, dim=1)
     x_f, x_b = conv_silu_forward(x, fw.conv_weight, fw.conv_bias, bw.conv_weight, bw.conv_bias)
-    _, f = _projections(x_f, fw, d_state, dt_rank)
-    _, b = _projections(x_b, bw, d_state, dt_rank)
-    return _scan_pair_forward(f, b, z)
+    return x, z, _branch(x_f, fw, d_state, dt_rank), _branch(x_b, bw, d_state, dt_rank)
 
 
 @torch.library.custom_op("videomamba::bimamba_inner_fwd", mutates_args=())
@@ -168,7 +179,8 @@ def _bimamba_inner_fwd(
 ) -> tuple[Tensor, Tensor, Tensor]:
     fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
     bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
-    return _inner_forward(xz, fw, bw, d_state, dt_rank)
+    _, z, f, b = _branches(xz, fw, bw, d_state, dt_rank)
+    return _scan_pair_forward(f.scan_in, b.scan_in, z)
 
 
 @_bimamba_inner_fwd.register_fake
@@ -181,21 +193,21 @@ def _(xz, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f, conv_w_b, 
             xz.new_empty(ck_shape, dtype=torch.float32))
 
 
-def _projection_grads(grads: list[Tensor], u: Tensor, x_dbl: Tensor, w: BranchWeights,
-                      dt_rank: int):
+def _projection_grads(grads: list[Tensor], branch: _Branch, w: BranchWeights, dt_rank: int):
     """One branch: the scan's (du, ddelta, dA, dB, dC, dD, ddelta_bias) -> the gradient of the
     conv output ``u`` ``(B, D, L)`` and of x_proj, dt_proj (weight, bias), A_log and D."""
     du, ddelta, dA, dB, dC, dD, dbias = grads
+    u = branch.u
     channels = u.shape[1]
     ddelta_t = ddelta.transpose(1, 2)  # (B, L, D)
-    ddt = ddelta_t @ w.dt_proj_weight.to(ddelta.dtype)  # (B, L, dt_rank)
+    ddt = ddelta_t @ branch.dt_proj_weight.to(ddelta.dtype)  # (B, L, dt_rank)
     dx_dbl = torch.cat([ddt.to(u.dtype), dB.transpose(1, 2).to(u.dtype),
                         dC.transpose(1, 2).to(u.dtype)], dim=-1)  # (B, L, dt_rank + 2N)
     width = dx_dbl.shape[-1]
-    dt = x_dbl[..., :dt_rank].reshape(-1, dt_rank)
+    dt = branch.x_dbl[..., :dt_rank].reshape(-1, dt_rank)
     d_dt_w = ddelta_t.reshape(-1, channels).t().to(u.dtype) @ dt
     d_x_proj = dx_dbl.reshape(-1, width).t() @ u.transpose(1, 2).reshape(-1, channels)
-    du = du + (dx_dbl @ w.x_proj_weight.to(u.dtype)).transpose(1, 2)
+    du = du + (dx_dbl @ branch.x_proj_weight).transpose(1, 2)
     return du, [d_x_proj.to(w.x_proj_weight.dtype), d_dt_w.to(w.dt_proj_weight.dtype),
                 dbias.to(w.dt_proj_bias.dtype), dA.to(w.A_log.dtype), dD.to(w.D.dtype)]
 
@@ -211,15 +223,12 @@ def _bimamba_inner_bwd(
 ) -> list[Tensor]:
     fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
     bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
-    x, z = xz.chunk(2, dim=1)
-    x_f, x_b = conv_silu_forward(x, fw.conv_weight, fw.conv_bias, bw.conv_weight, bw.conv_bias)
-    x_dbl_f, f = _projections(x_f, fw, d_state, dt_rank)
-    x_dbl_b, b = _projections(x_b, bw, d_state, dt_rank)
-    scan_grads = _scan_pair_backward(dy, f, b, z, ck_f, ck_b)
-    du_f, grads_f = _projection_grads(scan_grads[:7], x_f, x_dbl_f, fw, dt_rank)
-    del x_f, f
-    du_b, grads_b = _projection_grads(scan_grads[7:14], x_b, x_dbl_b, bw, dt_rank)
-    del x_b, b
+    x, z, f, b = _branches(xz, fw, bw, d_state, dt_rank)
+    scan_grads = _scan_pair_backward(dy, f.scan_in, b.scan_in, z, ck_f, ck_b)
+    du_f, grads_f = _projection_grads(scan_grads[:7], f, fw, dt_rank)
+    del f
+    du_b, grads_b = _projection_grads(scan_grads[7:14], b, bw, dt_rank)
+    del b
     dx, dw_f, db_f, dw_b, db_b = conv_silu_backward(du_f, du_b, x, fw.conv_weight, fw.conv_bias,
                                                     bw.conv_weight, bw.conv_bias)
     dxz = torch.empty_like(xz)

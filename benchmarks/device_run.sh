@@ -16,6 +16,12 @@
 #                                         # then all gpu tests
 #   bash benchmarks/device_run.sh run15   # session 4: compiled training (reduce-overhead) beside
 #                                         # the official model's eager training
+#   bash benchmarks/device_run.sh run16   # session 5: GPU tests, the mixer's times, then Nsight
+#                                         # Compute on the scan kernels of one mixer step
+#   bash benchmarks/device_run.sh run17   # session 5: the scan kernels' layout fix and fast
+#                                         # exponentials against .devcarry/old_src (d6285bc), ABAB
+#   bash benchmarks/device_run.sh run18   # session 5: GPU scan tests, backward configurations
+#                                         # (prefetch), the whole model beside the SDPA ViT
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -172,6 +178,61 @@ run15)  # session 4: compiled training (CUDA graphs) beside the official model's
   timeout $(( 595 - $(elapsed) )) python3 benchmarks/model.py --models official,ours_compiled_ro \
       --frames "" --train-frames 8 --out "$OUT/model.json" > "$OUT/model.log" 2>&1
   grep -v "^    " "$OUT/model.log" | grep -E "clips_per_s|phase|training|rror" | cut -c1-200 | tail -6
+  ;;
+run16)  # session 5: GPU tests of the committed code, one mixer's times, then ncu (all sections,
+       # per-instruction stall samples) of the six scan launches of one forward+backward step
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 240 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=line \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
+  grep -E "FAILED|passed|failed" "$OUT/gpu_tests.log" | cut -c1-200 | tail -6
+  python3 benchmarks/mixer.py --lengths 1569,6273 --out "$OUT/mixer.json" 2>&1 | tail -4
+  ncu --clock-control none --set full --import-source yes -k "regex:_tile_fwd|_tile_bwd_lean" \
+      --launch-count 6 -f -o /tmp/prof python3 benchmarks/mixer.py --profile-steps 1 > "$OUT/ncu.log" 2>&1
+  tail -3 "$OUT/ncu.log"
+  ncu -i /tmp/prof.ncu-rep --page details > "$OUT/ncu_details.txt" 2>&1
+  ncu -i /tmp/prof.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$OUT/ncu_source.csv.gz"
+  ls -la "$OUT"; echo "done at $(elapsed)s"
+  ;;
+run17)  # session 5: this tree against .devcarry/old_src in one lease: the bidirectional GPU tests,
+       # one mixer (ABAB), the scan kernels, the whole model; then ncu of this tree's kernels
+  OLD=$PWD/.devcarry/old_src; NEW=$PWD/src; echo "old: $(cat $OLD/COMMIT)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 150 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q --tb=short -p no:cacheprovider \
+      > "$OUT/gpu_tests_bidir.log" 2>&1; tail -2 "$OUT/gpu_tests_bidir.log" | cut -c1-200
+  for i in 1 2; do for v in new old; do [ $v = new ] && P=$NEW || P=$OLD
+    echo "mixer $v $i"; PYTHONPATH=$P python3 benchmarks/mixer.py --lengths 1569,6273 \
+        --out "$OUT/mixer_${v}_$i.json" 2>&1 | tail -2; done; done
+  for v in new old; do [ $v = new ] && P=$NEW || P=$OLD
+    PYTHONPATH=$P timeout 100 python3 benchmarks/scan.py --backends triton --lengths 1569,6273 \
+        --check-lengths 1569 --out "$OUT/scan_$v.json" > "$OUT/scan_$v.log" 2>&1; echo "scan $v"; tail -4 "$OUT/scan_$v.log"; done
+  echo "at $(elapsed)s"
+  for v in new old; do [ $v = new ] && P=$NEW || P=$OLD
+    PYTHONPATH=$P timeout 130 python3 benchmarks/model.py --models ours --frames 8,32 --train-frames 8 \
+        --cuda-graph --out "$OUT/model_$v.json" > "$OUT/model_$v.log" 2>&1
+    echo "model $v"; grep -v "^    " "$OUT/model_$v.log" | grep -v Warn | tail -5; done
+  echo "at $(elapsed)s"
+  timeout $(( 590 - $(elapsed) )) ncu --clock-control none --set full --import-source yes \
+      -k "regex:_tile_fwd|_tile_bwd_lean" --launch-count 6 -f -o /tmp/prof python3 benchmarks/mixer.py \
+      --profile-steps 1 > "$OUT/ncu.log" 2>&1 && ncu -i /tmp/prof.ncu-rep --page details > "$OUT/ncu_details.txt" 2>&1
+  echo "done at $(elapsed)s"
+  ;;
+run18)  # session 5: the backward's B/C and scratch layouts: GPU scan tests; lean backward configs
+       # (scan level and whole-model training); the whole model beside the SDPA ViT-S
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 100 python3 benchmarks/scan.py --backends triton --lengths 1569 --check-lengths 1569 \
+      --bwd-check "lean:4,8,0,0,lean:4,8,0,0,1,lean:2,8,0,0,1" --bwd-check-lengths 1569,6273 \
+      --out "$OUT/scan_bwd.json" > "$OUT/scan_bwd.log" 2>&1; grep -E "bwd |rror" "$OUT/scan_bwd.log" | cut -c1-150
+  for c in 4,8,0,0 4,8,0,0,1; do VIDEOMAMBA_LEAN_BWD_CONFIG=$c timeout 80 python3 benchmarks/model.py \
+      --models ours --frames "" --train-frames 8 --out "$OUT/train_$c.json" > "$OUT/train_$c.log" 2>&1
+    echo "train $c: $(grep -v '^    ' "$OUT/train_$c.log" | grep training | tail -1)"; done
+  echo "at $(elapsed)s"
+  timeout 150 python3 benchmarks/model.py --models ours,vit_sdpa --frames 8,32,64 --train-frames 8 \
+      --cuda-graph --out "$OUT/model.json" > "$OUT/model.log" 2>&1; grep -v "^    " "$OUT/model.log" | grep -v Warn | tail -12
+  echo "at $(elapsed)s"
+  timeout $(( 585 - $(elapsed) )) python3 -m pytest tests/ops/test_triton_scan.py tests/ops/test_triton_bidir.py \
+      -m gpu -q --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run18.tgz --exclude=run18.tgz * && find . -type f ! -name run18.tgz -delete)
   ;;
 build)
   build_official "$PWD"

@@ -35,7 +35,9 @@ from torch import Tensor
 
 from videomamba.ops.selective_scan.triton_common import (
     _a_log2e,
+    _exp2,
     _affine_combine,
+    _sigmoid,
     _softplus,
     a_layout,
     as_groups,
@@ -87,7 +89,7 @@ def _fwd_tile_loads(tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_bas
 # with N and T in registers; B and C are loaded first in the loop body because Triton
 # propagates the layout of the last load first: so the arithmetic takes the channel loads'
 # layout, and only the small (1, N, T) B and C tiles are converted (through shared memory).
-@triton.jit(do_not_specialize=["su_t", "sd_t", "sz_t", "sy_t", "sA_d", "sA_n"])
+@triton.jit(do_not_specialize=["su_t", "sd_t", "sz_t", "sy_t"])
 def _tile_fwd(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, y_ptr, last_ptr, ck_ptr,
     hseg_ptr, dsum_ptr,
@@ -127,7 +129,7 @@ def _tile_fwd(
             summary = ((pid_b * n_seg + j) * N + offs_n) * channels + offs_d
             hj = tl.load(hseg_ptr + summary, mask=mask_nd, other=0.0)
             dj = tl.load(dsum_ptr + (pid_b * n_seg + j) * channels + offs_d, mask=mask_d, other=0.0)
-            h = tl.exp2(A2 * dj) * h + hj
+            h = _exp2(A2 * dj) * h + hj
     dsum = tl.zeros((BLOCK_D, 1, T), dtype=tl.float32)
     first_tile = seg * tiles_per_seg
     # software pipelining: the loads of tile k + 1 are issued before the arithmetic of tile k
@@ -152,7 +154,7 @@ def _tile_fwd(
             # (masked by the tile's index so that it is not hoisted out of the loop)
             A2 = _a_log2e(tl.load(A_ptr + offs_d * sA_d + offs_n * sA_n,
                                   mask=mask_nd & (tile < n_tiles), other=0.0), A_IS_LOG)
-        decay = tl.exp2(A2 * dt)  # (BLOCK_D, N, T)
+        decay = _exp2(A2 * dt)  # (BLOCK_D, N, T)
         bx = Bt * (dt * u)
         bx = tl.where(first, decay * h + bx, bx)  # the carried state enters at the first step
         _, hs = tl.associative_scan((decay, bx), axis=2, combine_fn=_affine_combine)
@@ -166,7 +168,7 @@ def _tile_fwd(
             if ACCUMULATE:
                 out += acc
             if HAS_Z:
-                out = out * zt * tl.sigmoid(zt)
+                out = out * zt * _sigmoid(zt)
             tl.store(y_base + t * sy_t, out.to(y_ptr.dtype.element_ty), mask=m)
             if SAVE_CK:  # the state at each multiple k * ck_steps of the position, k >= 1
                 if (boundary % ck_steps == 0) & (boundary > 0) & (boundary < length):

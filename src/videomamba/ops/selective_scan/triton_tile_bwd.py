@@ -46,7 +46,9 @@ from torch import Tensor
 
 from videomamba.ops.selective_scan.triton_common import (
     _a_log2e,
+    _exp2,
     _affine_combine,
+    _sigmoid,
     _softplus,
     a_layout,
     as_groups,
@@ -112,8 +114,7 @@ def _grad_tile_loads(i, seg, seg_len, n_t, length, offs_t, mask_d, mask_nd, bc_m
     return Ct, Bt, h, dt_raw, u, dy, zt, partner
 
 
-@triton.jit(do_not_specialize=["su_t", "sd_t", "sz_t", "sg_t", "sA_d", "sA_n", "sB_n", "sB_t",
-                               "sC_n", "sC_t"])
+@triton.jit(do_not_specialize=["su_t", "sd_t", "sz_t", "sg_t", "sB_t", "sC_t"])
 def _tile_bwd_lean(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dy_ptr, dlast_ptr,
     ck_ptr, gseg_ptr, dnext_ptr, scratch_ptr,
@@ -145,7 +146,7 @@ def _tile_bwd_lean(
         bc_d = 0
     # this program's scratch slot: the entry state of each tile of its current segment
     scratch = (scratch_ptr + tl.program_id(0).to(tl.int64) * (n_t * N * BLOCK_D)
-               + offs_n * BLOCK_D + offs_dl)
+               + offs_dl * N + offs_n)  # states fastest: the arithmetic's layout
     n_work = batch * n_blocks * n_seg
     for work in range(tl.program_id(0), n_work, tl.num_programs(0)):
         pid_b = work % batch
@@ -201,7 +202,7 @@ def _tile_bwd_lean(
                 dout_r = tl.load(dy_ptr + g_off + t_r * sg_t, mask=m_r, other=0.0).to(tl.float32)
                 if HAS_Z:
                     z_r = tl.load(z_base + t_r * sz_t, mask=m_r, other=0.0).to(tl.float32)
-                    dout_r = dout_r * z_r * tl.sigmoid(z_r)
+                    dout_r = dout_r * z_r * _sigmoid(z_r)
                 if SPLIT_N:  # the last load: its layout is the arithmetic's (see triton_tile)
                     A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0),
                                   A_IS_LOG)
@@ -209,7 +210,7 @@ def _tile_bwd_lean(
                 c_r = C_r.to(tl.float32) * dout_r
                 if HAS_DLAST:
                     c_r += tl.where(t_r == last_t, dlast, 0.0)
-                decay_nx = tl.exp2(A2 * dtn_r)
+                decay_nx = _exp2(A2 * dtn_r)
                 c_r = tl.where(first, c_r + decay_nx * g_carry, c_r)
                 _, g_r = tl.associative_scan((decay_nx, c_r), axis=2, combine_fn=_affine_combine)
                 g_carry = tl.sum(tl.where(last_step, g_r, -0.0), axis=2, keep_dims=True)
@@ -236,11 +237,11 @@ def _tile_bwd_lean(
                 gj = tl.load(gseg_ptr + sj, mask=mask_nd, other=0.0)
                 dj = tl.load(dnext_ptr + (pid_b * n_seg + j) * channels + offs_d, mask=mask_d,
                              other=0.0)
-                g_carry = tl.exp2(A2 * dj) * g_carry + gj
+                g_carry = _exp2(A2 * dj) * g_carry + gj
             m_after = (t_after >= 0) & (t_after < length) & mask_d
             dt_after = _delta(tl.load(d_base + t_after * sd_t, mask=m_after, other=0.0), bias,
                               m_after, HAS_BIAS, SOFTPLUS)
-            a_carry = tl.exp2(A2 * dt_after)  # (BLOCK_D, N, 1)
+            a_carry = _exp2(A2 * dt_after)  # (BLOCK_D, N, 1)
 
             # pass 1: each tile's entry state into this program's scratch slot
             if REVERSE:
@@ -261,7 +262,7 @@ def _tile_bwd_lean(
                     A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0),
                                   A_IS_LOG)
                 dt = _delta(dt, bias, m, HAS_BIAS, SOFTPLUS)
-                decay = tl.exp2(A2 * dt)
+                decay = _exp2(A2 * dt)
                 bx = Bt * (dt * u)
                 bx = tl.where(first, decay * h + bx, bx)
                 _, hs = tl.associative_scan((decay, bx), axis=2, combine_fn=_affine_combine)
@@ -301,13 +302,13 @@ def _tile_bwd_lean(
                                   A_IS_LOG)
                 dt_pre = dt_raw.to(tl.float32) + bias
                 dt = _delta(dt_raw, bias, m, HAS_BIAS, SOFTPLUS)
-                decay = tl.exp2(A2 * dt)  # (BLOCK_D, N, T)
+                decay = _exp2(A2 * dt)  # (BLOCK_D, N, T)
                 bx = Bt * (dt * u)
                 _, hs = tl.associative_scan((decay, tl.where(first, decay * h + bx, bx)), axis=2,
                                             combine_fn=_affine_combine)
                 dout = dy
                 if HAS_Z:
-                    sig = tl.sigmoid(zt)
+                    sig = _sigmoid(zt)
                     dout = dy * zt * sig
                 c = Ct * dout
                 if HAS_DLAST:
@@ -342,7 +343,7 @@ def _tile_bwd_lean(
                 ddt = u * gB + tl.sum(gdh * A2, axis=1, keep_dims=True) * 0.6931471805599453
                 dA_acc += tl.sum(gdh * dt, axis=2, keep_dims=True)
                 if SOFTPLUS:
-                    ddt = ddt * tl.sigmoid(dt_pre)
+                    ddt = ddt * _sigmoid(dt_pre)
                 ddt = tl.where(m, ddt, 0.0)
                 dbias_acc += tl.sum(ddt, axis=2, keep_dims=True)
                 tl.store(du_ptr + g_off + t * sg_t, du.to(du_ptr.dtype.element_ty), mask=m)
@@ -378,14 +379,15 @@ def lean_bwd_config() -> tuple[int, int, int, int, bool]:
     lean backward (``VIDEOMAMBA_LEAN_BWD_CONFIG="T,BLOCK_D,slots_per_sm,maxnreg[,prefetch]"``;
     ``slots_per_sm`` 0 = one program per work item (one scratch slot per work item),
     ``maxnreg`` 0 = no cap, ``prefetch`` 1 = issue the next tile's loads before this tile's
-    arithmetic in the gradient pass). The default ``4,8,0,0`` (one program per work item, no cap,
-    no prefetch) was the fastest on an H200 (run 5, docs/kernels.md); the persistent grid with a
-    cap (``4,8,12,168``) needs ~3x less scratch but was 15% slower."""
+    arithmetic in the gradient pass). The default ``4,8,0,0,1`` (one program per work item, no
+    cap, prefetch) was the fastest on an H200 (run 18, docs/kernels.md: 3-5 % faster than without
+    prefetch once the layout fix of session 5 freed registers); the persistent grid with a cap
+    (``4,8,12,168``) needs ~3x less scratch but was 15% slower (run 5)."""
     if interpreting():
         return (4, 8, int(os.environ.get("VIDEOMAMBA_LEAN_SLOTS", "1")), 0,
                 os.environ.get("VIDEOMAMBA_LEAN_PREFETCH", "0") == "1")
     text = os.environ.get("VIDEOMAMBA_LEAN_BWD_CONFIG")
-    values = [int(v) for v in text.split(",")] if text else [4, 8, 0, 0]
+    values = [int(v) for v in text.split(",")] if text else [4, 8, 0, 0, 1]
     t, block_d, slots, maxnreg = values[:4]
     return t, block_d, slots, maxnreg, len(values) > 4 and values[4] == 1
 

@@ -1,0 +1,50 @@
+"""The scan kernels, compiled for sm_90 as the mixer launches them (no GPU needed), keep the
+register layout they are written for: a channel's 16 states on 4 lanes with 4 states per thread,
+8 channels per warp. Session 5 found the compiled forward with one state per lane instead (9x
+the shuffles, 1.6x slower) after an unrelated change to how A reached the kernel."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if importlib.util.find_spec("triton") is None:
+    pytest.skip("triton is not installed (pip install -e .[dev])", allow_module_level=True)
+TOOLS = Path(importlib.util.find_spec("triton").origin).parent / "backends" / "nvidia" / "bin"
+if not (TOOLS / "ptxas").exists() or not (TOOLS / "cuobjdump").exists():
+    pytest.skip("Triton's bundled ptxas/cuobjdump are missing", allow_module_level=True)
+
+INTENDED = "sizePerThread = [1, 4, 1], threadsPerWarp = [8, 4, 1]"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> list[dict]:
+    """Summary of the six scan launches of one mixer step (scripts/kernel_sass.py), compiled in a
+    process of its own: the other tests switch this one to Triton's CPU interpreter."""
+    out = tmp_path_factory.mktemp("sass") / "summary.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "kernel_sass.py"), "--which", "all",
+                    "--json", str(out)], check=True, env=env, capture_output=True, timeout=600)
+    return json.loads(out.read_text())
+
+
+def test_every_scan_launch_computes_in_the_intended_layout(compiled):
+    assert len(compiled) == 6  # forward pair, then SUMMARY + gradient pass per direction
+    for launch in compiled:
+        assert INTENDED in launch["layout"], (launch["kernel"], launch["flags"], launch["layout"])
+
+
+def test_forward_tile_reduces_states_with_two_shuffle_levels(compiled):
+    # <h, C> over 4 lanes: 2 levels x 16 steps; the regressed layout took 288 per tile
+    for launch in compiled[:2]:
+        tile_loop = launch["loops"][0]
+        assert tile_loop["opcodes"].get("SHFL", 0) <= 40, tile_loop
+        assert tile_loop["instructions"] < 1300, tile_loop

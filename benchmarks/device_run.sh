@@ -22,6 +22,10 @@
 #                                         # exponentials against .devcarry/old_src (d6285bc), ABAB
 #   bash benchmarks/device_run.sh run18   # session 5: GPU scan tests, backward configurations
 #                                         # (prefetch), the whole model beside the SDPA ViT
+#   bash benchmarks/device_run.sh run19   # session 5: register caps of the backward, forward
+#                                         # tile configs (scan level and whole model)
+#   bash benchmarks/device_run.sh run20   # session 5: pass 1 in the SUMMARY launch against
+#                                         # .devcarry/old_src (c311720), both capped; GPU tests
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -233,6 +237,42 @@ run18)  # session 5: the backward's B/C and scratch layouts: GPU scan tests; lea
       -m gpu -q --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log" | cut -c1-200
   grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "done at $(elapsed)s"
   (cd "$OUT" && tar czf run18.tgz --exclude=run18.tgz * && find . -type f ! -name run18.tgz -delete)
+  ;;
+run19)  # session 5: the lean backward under register caps (more warps per SM), the tiled forward's
+       # configs at batch 8 and 16, and the forward configs in the whole model (inference)
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 150 python3 benchmarks/scan.py --backends triton --lengths 1569 --check-lengths 0 \
+      --bwd-check "lean:4,8,0,0,1,lean:4,8,0,168,1,lean:4,8,0,168,0,lean:4,8,0,128,0" \
+      --bwd-check-lengths 1569,6273 --occupancy "16,8,1;16,4,1;8,8,1;8,4,1;16,8,2;32,8,1" \
+      --out "$OUT/scan_configs.json" > "$OUT/scan_configs.log" 2>&1
+  grep -E "bwd |occupancy|rror" "$OUT/scan_configs.log" | cut -c1-150; echo "at $(elapsed)s"
+  for c in 16,8,0 16,4,0 8,4,0 16,8,2; do VIDEOMAMBA_TILE_CONFIG=$c timeout 60 python3 benchmarks/model.py \
+      --models ours --frames 8,32 --train-frames "" --cuda-graph --out "$OUT/infer_$c.json" > "$OUT/infer_$c.log" 2>&1
+    echo "fwd config $c: $(grep -v '^    ' "$OUT/infer_$c.log" | grep inference_graph | tr '\n' ' ')"; done
+  echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run19.tgz --exclude=run19.tgz * && find . -type f ! -name run19.tgz -delete)
+  ;;
+run20)  # session 5: the backward's pass 1 moved into the SUMMARY launch, against .devcarry/old_src
+       # (c311720) at the same configuration (4,8,0,168,0): scan level, whole-model training ABAB;
+       # then the GPU tests
+  OLD=$PWD/.devcarry/old_src; NEW=$PWD/src; echo "old: $(cat $OLD/COMMIT)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 120 python3 benchmarks/scan.py --backends triton --lengths 1569 --check-lengths 1569 \
+      --bwd-check "lean:4,8,0,168,0,lean:4,8,0,0,1,lean:4,8,0,0,0" --bwd-check-lengths 1569,6273 \
+      --out "$OUT/scan_new.json" > "$OUT/scan_new.log" 2>&1; grep -E "bwd |rror" "$OUT/scan_new.log" | cut -c1-150
+  PYTHONPATH=$OLD timeout 60 python3 benchmarks/scan.py --backends triton --lengths 1569 --check-lengths 0 \
+      --bwd-check "lean:4,8,0,168,0" --bwd-check-lengths 1569,6273 \
+      --out "$OUT/scan_old.json" > "$OUT/scan_old.log" 2>&1; grep -E "bwd |rror" "$OUT/scan_old.log" | sed 's/^/old /' | cut -c1-150
+  export VIDEOMAMBA_LEAN_BWD_CONFIG=4,8,0,168,0
+  for i in 1 2; do for v in new old; do [ $v = new ] && P=$NEW || P=$OLD
+    PYTHONPATH=$P timeout 80 python3 benchmarks/model.py --models ours --frames "" --train-frames 8 \
+        --out "$OUT/train_${v}_$i.json" > "$OUT/train_${v}_$i.log" 2>&1
+    echo "train $v $i: $(grep -v '^    ' "$OUT/train_${v}_$i.log" | grep 'training |' | tail -1)"; done; done
+  unset VIDEOMAMBA_LEAN_BWD_CONFIG; echo "at $(elapsed)s"
+  timeout $(( 590 - $(elapsed) )) python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q \
+      --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run20.tgz --exclude=run20.tgz * && find . -type f ! -name run20.tgz -delete)
   ;;
 build)
   build_official "$PWD"

@@ -190,7 +190,7 @@ def training_step(model: nn.Module, frames: int):
 
 def measure(step, phase: str, frames: int) -> dict:
     if phase == "training":
-        return timed_with_peak(step, warmup=1, iters=4)
+        return timed_with_peak(step, warmup=3, iters=12)
     if phase == "inference_graph":
         return timed_with_peak(step, warmup=2, iters=20)
     return timed_with_peak(step, warmup=2, iters=8 if frames <= 16 else 4)

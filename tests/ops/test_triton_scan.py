@@ -124,7 +124,7 @@ def test_interpreter_matches_ref(dtype, length, use, reverse, groups):
 
 @pytest.mark.skipif(ON_GPU, reason="CPU interpreter test")
 @pytest.mark.parametrize("segments,slots,prefetch", [
-    ("1", "1", "0"), ("3", "1", "0"), ("3", "0", "1"), ("3", "1", "1")])
+    ("1", "1", "0"), ("3", "1", "0"), ("3", "0", "0"), ("3", "0", "1"), ("3", "1", "1")])
 def test_interpreter_tile_segments(segments, slots, prefetch, monkeypatch):
     """The tiled forward walked in one segment and in three (summaries folded), both ways, with
     the lean backward as 2 persistent programs looping over the work items or one program per

@@ -379,15 +379,16 @@ def lean_bwd_config() -> tuple[int, int, int, int, bool]:
     lean backward (``VIDEOMAMBA_LEAN_BWD_CONFIG="T,BLOCK_D,slots_per_sm,maxnreg[,prefetch]"``;
     ``slots_per_sm`` 0 = one program per work item (one scratch slot per work item),
     ``maxnreg`` 0 = no cap, ``prefetch`` 1 = issue the next tile's loads before this tile's
-    arithmetic in the gradient pass). The default ``4,8,0,0,1`` (one program per work item, no
-    cap, prefetch) was the fastest on an H200 (run 18, docs/kernels.md: 3-5 % faster than without
-    prefetch once the layout fix of session 5 freed registers); the persistent grid with a cap
-    (``4,8,12,168``) needs ~3x less scratch but was 15% slower (run 5)."""
+    arithmetic in the gradient pass). The default ``4,8,0,168,0`` (one program per work item,
+    168 registers: 3 warps per scheduler instead of 2, which ptxas fits without spilling; no
+    prefetch) was the fastest on an H200 (runs 19 and 20, docs/kernels.md: 14 % faster than
+    uncapped with prefetch); the persistent grid with a cap (``4,8,12,168``) needs ~3x less
+    scratch but was 15% slower (run 5)."""
     if interpreting():
         return (4, 8, int(os.environ.get("VIDEOMAMBA_LEAN_SLOTS", "1")), 0,
                 os.environ.get("VIDEOMAMBA_LEAN_PREFETCH", "0") == "1")
     text = os.environ.get("VIDEOMAMBA_LEAN_BWD_CONFIG")
-    values = [int(v) for v in text.split(",")] if text else [4, 8, 0, 0, 1]
+    values = [int(v) for v in text.split(",")] if text else [4, 8, 0, 168, 0]
     t, block_d, slots, maxnreg = values[:4]
     return t, block_d, slots, maxnreg, len(values) > 4 and values[4] == 1
 

@@ -26,6 +26,11 @@
 #                                         # tile configs (scan level and whole model)
 #   bash benchmarks/device_run.sh run20   # session 5: pass 1 in the SUMMARY launch against
 #                                         # .devcarry/old_src (c311720), both capped; GPU tests
+#   bash benchmarks/device_run.sh run21   # session 5, final lease, call 1: the official stack's
+#                                         # build (foreground)
+#   bash benchmarks/device_run.sh run22   # call 2 (same machine): ours / official / ViT-S side by
+#                                         # side (model, compiled training, scan)
+#   bash benchmarks/device_run.sh run23   # call 3: all GPU tests of the final code
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -273,6 +278,33 @@ run20)  # session 5: the backward's pass 1 moved into the SUMMARY launch, agains
       --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log" | cut -c1-200
   grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "done at $(elapsed)s"
   (cd "$OUT" && tar czf run20.tgz --exclude=run20.tgz * && find . -type f ! -name run20.tgz -delete)
+  ;;
+run21)  # session 5, final lease, call 1: build mamba_ssm + causal_conv1d (sm_90) in the foreground
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.version.cuda)" | tee -a "$OUT/device.txt"
+  timeout 570 bash "$0" build > "$OUT/build.log" 2>&1
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -3 "$OUT/build.log"
+  ;;
+run22)  # call 2 on the machine of run21: ours, the official model and the SDPA ViT-S side by side
+        # (eager and CUDA-graph inference at 8/32/64 frames, training at 8), our compiled training
+        # (reduce-overhead), the scan beside the official kernel
+  MODELS=ours,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,official,vit_sdpa
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no)"
+  timeout 330 python3 benchmarks/model.py --models $MODELS --frames 8,32,64 --train-frames 8 \
+      --cuda-graph --out "$OUT/model.json" > "$OUT/model.log" 2>&1
+  grep -v "^    " "$OUT/model.log" | grep -v Warn | tail -11; echo "model done at $(elapsed)s"
+  timeout 150 python3 benchmarks/model.py --models ours_compiled_ro --frames "" --train-frames 8 \
+      --out "$OUT/model_compiled.json" > "$OUT/model_compiled.log" 2>&1
+  grep -v "^    " "$OUT/model_compiled.log" | grep "training |"; echo "compiled done at $(elapsed)s"
+  BACKENDS=triton,sdpa; [ -f /tmp/build.ok ] && BACKENDS=triton,mamba_ssm,sdpa
+  timeout $(( 590 - $(elapsed) )) python3 benchmarks/scan.py --backends $BACKENDS --lengths 1569,3137,6273,12545 \
+      --check-lengths 1569 --out "$OUT/scan.json" > "$OUT/scan.log" 2>&1; tail -7 "$OUT/scan.log"
+  (cd "$OUT" && tar czf run22.tgz --exclude=run22.tgz * && find . -type f ! -name run22.tgz -delete)
+  ;;
+run23)  # call 3: every GPU test of the final code
+  timeout 500 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head
   ;;
 build)
   build_official "$PWD"

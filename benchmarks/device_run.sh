@@ -31,6 +31,8 @@
 #   bash benchmarks/device_run.sh run22   # call 2 (same machine): ours / official / ViT-S side by
 #                                         # side (model, compiled training, scan)
 #   bash benchmarks/device_run.sh run23   # call 3: all GPU tests of the final code
+#   bash benchmarks/device_run.sh run24   # session 5: in_proj inside the mixer op (xz recomputed)
+#                                         # against .devcarry/old_src (3945896), ABAB; GPU tests
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -305,6 +307,24 @@ run23)  # call 3: every GPU test of the final code
   timeout 500 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \
       -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -2 "$OUT/gpu_tests.log" | cut -c1-200
   grep -E "^FAILED" "$OUT/gpu_tests.log" | head
+  ;;
+run24)  # session 5: in_proj inside the mixer op against .devcarry/old_src (3945896): the mixer op
+       # tests on the GPU, whole-model training (eager ABAB, compiled) and graph inference
+  OLD=$PWD/.devcarry/old_src; NEW=$PWD/src; echo "old: $(cat $OLD/COMMIT)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 150 python3 -m pytest tests/ops/test_triton_bidir.py tests/engine/test_cuda_graph.py -q \
+      --tb=short -p no:cacheprovider > "$OUT/gpu_tests_mixer.log" 2>&1; tail -2 "$OUT/gpu_tests_mixer.log" | cut -c1-200
+  for i in 1 2; do for v in new old; do [ $v = new ] && P=$NEW || P=$OLD
+    PYTHONPATH=$P timeout 80 python3 benchmarks/model.py --models ours --frames 8 --train-frames 8 \
+        --cuda-graph --out "$OUT/model_${v}_$i.json" > "$OUT/model_${v}_$i.log" 2>&1
+    echo "$v $i: $(grep -v '^    ' "$OUT/model_${v}_$i.log" | grep -E '^(inference_graph|training) ' | tr '\n' ' ')"; done; done
+  echo "at $(elapsed)s"
+  for v in new old; do [ $v = new ] && P=$NEW || P=$OLD
+    PYTHONPATH=$P timeout 150 python3 benchmarks/model.py --models ours_compiled_ro --frames "" --train-frames 8 \
+        --out "$OUT/compiled_$v.json" > "$OUT/compiled_$v.log" 2>&1
+    echo "compiled $v: $(grep -v '^    ' "$OUT/compiled_$v.log" | grep 'training |'; grep -m1 -i error "$OUT/compiled_$v.log" | cut -c1-200)"; done
+  echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run24.tgz --exclude=run24.tgz * && find . -type f ! -name run24.tgz -delete)
   ;;
 build)
   build_official "$PWD"

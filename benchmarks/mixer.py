@@ -15,6 +15,8 @@ import sys
 
 import torch
 
+from model import cuda_median_ms  # benchmarks/model.py, beside this file
+
 from videomamba.models.mixer import BiMambaMixer
 
 
@@ -33,21 +35,6 @@ def forward_backward(mixer: BiMambaMixer, x: torch.Tensor) -> None:
     y.float().square().mean().backward()
 
 
-def median_ms(fn, warmup: int = 3, iters: int = 20) -> float:
-    """Median of ``iters`` CUDA-event timings of ``fn`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
-
-
 def measure(length: int, batch: int, dim: int) -> dict:
     mixer, x = mixer_and_input(length, batch, dim)
 
@@ -57,8 +44,9 @@ def measure(length: int, batch: int, dim: int) -> dict:
 
     torch.cuda.reset_peak_memory_stats()
     row = {"length": length, "batch": batch, "dim": dim,
-           "forward_ms": median_ms(forward),
-           "forward_backward_ms": median_ms(lambda: forward_backward(mixer, x))}
+           "forward_ms": cuda_median_ms(forward, warmup=3, iters=20),
+           "forward_backward_ms": cuda_median_ms(lambda: forward_backward(mixer, x), warmup=3,
+                                                  iters=20)}
     row["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return row
 

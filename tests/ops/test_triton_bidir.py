@@ -22,6 +22,7 @@ from videomamba.ops.selective_scan.ref import selective_scan_ref  # noqa: E402
 from videomamba.ops.selective_scan.triton_bidir import (  # noqa: E402
     BranchWeights,
     bimamba_inner_triton,
+    bimamba_mixer_triton,
 )
 
 DEVICE = "cuda" if ON_GPU else "cpu"
@@ -104,8 +105,7 @@ def test_mixer_fused_path_matches_its_reference_path():
         for p in (mixer.A_b_log, mixer.D_b, mixer.conv1d_b.weight):
             p.add_(0.3 * torch.randn_like(p))
     hidden = torch.randn(1, 9, 8, device=DEVICE)
-    xz = mixer.in_proj(hidden).transpose(1, 2)
-    fused = mixer.out_proj(mixer._bidirectional_triton(xz).transpose(1, 2))
+    fused = mixer.out_proj(mixer._bidirectional_triton(hidden).transpose(1, 2))
     reference = mixer(hidden)
     err = ((fused - reference).norm() / reference.norm()).item()
     assert err < 2e-5, err
@@ -174,3 +174,75 @@ def test_inference_casts_follow_in_place_weight_updates():
             assert torch.equal(got, want), step
             assert fw_w.x_proj_weight._videomamba_cast[0] == fw_w.x_proj_weight._version
             fw_w.x_proj_weight.mul_(1.5)  # an optimizer step, say: the cached cast is stale
+
+
+def test_mixer_op_with_in_proj_matches_inner_op_after_linear():
+    """``bimamba_mixer_triton`` (in_proj inside, xz recomputed in the backward) against
+    ``F.linear`` followed by ``bimamba_inner_triton``: values and the gradients of the hidden
+    states, in_proj and every branch weight."""
+    gen = torch.Generator().manual_seed(9)
+    d_model, channels, d_state, dt_rank, length = 4, 8, 4, 3, 11
+    fw, bw = branch(channels, d_state, dt_rank, 4, gen), branch(channels, d_state, dt_rank, 4, gen)
+    hidden = torch.randn(2, length, d_model, generator=gen).to(DEVICE).requires_grad_()
+    w_in = (torch.randn(2 * channels, d_model, generator=gen) * 0.5).to(DEVICE).requires_grad_()
+    leaves = [hidden, w_in, *[t for t in (*fw, *bw)]]
+    dy = torch.randn(2, channels, length, generator=gen).to(DEVICE)
+
+    def grads(fn):
+        for t in leaves:
+            t.grad = None
+        y = fn()
+        (y * dy).sum().backward()
+        return y.detach(), [t.grad.clone() for t in leaves]
+
+    got, got_grads = grads(lambda: bimamba_mixer_triton(hidden, w_in, fw, bw, d_state, dt_rank))
+    want, want_grads = grads(lambda: bimamba_inner_triton(F.linear(hidden, w_in).transpose(1, 2),
+                                                          fw, bw, d_state, dt_rank))
+    assert (got - want).norm() <= 1e-5 * want.norm()
+    for i, (g, w) in enumerate(zip(got_grads, want_grads)):
+        assert (g - w).norm() <= 1e-5 * w.norm() + 1e-7, i
+
+
+def test_mixer_op_pair_passes_opcheck():
+    """The fake kernels of the op pair with in_proj match the real ones (what ``torch.compile``
+    of a training step relies on), with and without conv biases."""
+    from videomamba.ops.selective_scan.triton_bidir import _bimamba_mixer_bwd, _bimamba_mixer_fwd
+
+    gen = torch.Generator().manual_seed(10)
+    d_model, channels, d_state, dt_rank, length = 4, 8, 4, 3, 7
+    for with_bias in (True, False):
+        fw = [t.detach() for t in branch(channels, d_state, dt_rank, 4, gen)]
+        bw = [t.detach() for t in branch(channels, d_state, dt_rank, 4, gen)]
+        if not with_bias:
+            fw[1] = bw[1] = None
+        hidden = torch.randn(2, length, d_model, generator=gen).to(DEVICE)
+        w_in = torch.randn(2 * channels, d_model, generator=gen).to(DEVICE)
+        args = (hidden, w_in, *fw, *bw, d_state, dt_rank)
+        torch.library.opcheck(_bimamba_mixer_fwd, args, test_utils=("test_schema", "test_faketensor"))
+        y, *saved = _bimamba_mixer_fwd(*args)
+        torch.library.opcheck(_bimamba_mixer_bwd, (torch.randn_like(y), hidden, w_in, *fw, *bw,
+                                                   *saved, d_state, dt_rank),
+                              test_utils=("test_schema", "test_faketensor"))
+
+
+def test_mixer_op_saves_hidden_not_xz():
+    """With in_proj inside the op, autograd keeps the block's hidden states (B, L, d_model) and
+    no (B, 2*D, L) or (B, D, L) activation."""
+    gen = torch.Generator().manual_seed(11)
+    d_model, channels, d_state, dt_rank, length = 4, 8, 4, 3, 40
+    fw, bw = branch(channels, d_state, dt_rank, 4, gen), branch(channels, d_state, dt_rank, 4, gen)
+    hidden = torch.randn(2, length, d_model, generator=gen).to(DEVICE).requires_grad_()
+    w_in = torch.randn(2 * channels, d_model, generator=gen).to(DEVICE).requires_grad_()
+    params = {p.data_ptr() for p in (w_in, *fw, *bw)}
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        bimamba_mixer_triton(hidden, w_in, fw, bw, d_state, dt_rank)
+    activations = [t for t in saved if t.data_ptr() not in params]
+    big = [tuple(t.shape) for t in activations if t.numel() >= 2 * channels * length]
+    assert big == [], big
+    assert any(t.data_ptr() == hidden.data_ptr() for t in activations)

@@ -94,34 +94,40 @@ class BiMambaMixer(nn.Module):
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         """``hidden_states`` ``(B, L, d)`` -> ``(B, L, d)``."""
+        if self._fused_triton(hidden_states):
+            return self.out_proj(self._bidirectional_triton(hidden_states).transpose(1, 2))
         xz = self.in_proj(hidden_states).transpose(1, 2)  # (B, 2*d_inner, L)
-        if self._fused_triton(xz):
-            return self.out_proj(self._bidirectional_triton(xz).transpose(1, 2))
         forward = self._scan(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
         backward = self._scan(xz.flip(-1), self.conv1d_b, self.x_proj_b, self.dt_proj_b,
                               self.A_b_log, self.D_b)
         y = forward + backward.flip(-1)  # (B, d_inner, L)
         return self.out_proj(y.transpose(1, 2))
 
-    def _fused_triton(self, xz: Tensor) -> bool:
-        """Whether both branches run as one Triton launch pair (no flipped copies): CUDA tensors
-        and a scan backend that resolves to ``triton``."""
-        if not xz.is_cuda or not _TRITON_INSTALLED:
+    def _fused_triton(self, hidden_states: Tensor) -> bool:
+        """Whether in_proj and both branches run as one Triton op pair (no flipped copies): CUDA
+        tensors and a scan backend that resolves to ``triton``."""
+        if not hidden_states.is_cuda or not _TRITON_INSTALLED:
             return False
         name = self.scan_backend
         if name == "auto":
             name = get_default_backend() or "triton"
         return name == "triton"
 
-    def _bidirectional_triton(self, xz: Tensor) -> Tensor:
-        """``xz`` ``(B, 2*d_inner, L)`` -> the summed, gated branches ``(B, d_inner, L)``."""
-        from videomamba.ops.selective_scan.triton_bidir import BranchWeights, bimamba_inner_triton
+    def _bidirectional_triton(self, hidden_states: Tensor) -> Tensor:
+        """``hidden_states`` ``(B, L, d)`` -> the summed, gated branches ``(B, d_inner, L)``,
+        in_proj included: the op keeps ``hidden_states`` for the backward and recomputes
+        in_proj's output there (``triton_bidir.bimamba_mixer_triton``)."""
+        from videomamba.ops.selective_scan.triton_bidir import BranchWeights, bimamba_mixer_triton
 
+        dtype = hidden_states.dtype  # what autocast would run in_proj in
+        if torch.is_autocast_enabled(hidden_states.device.type):
+            dtype = torch.get_autocast_dtype(hidden_states.device.type)
         forward = BranchWeights(self.conv1d.weight, self.conv1d.bias, self.x_proj.weight,
                                 self.dt_proj.weight, self.dt_proj.bias, self.A_log, self.D)
         backward = BranchWeights(self.conv1d_b.weight, self.conv1d_b.bias, self.x_proj_b.weight,
                                  self.dt_proj_b.weight, self.dt_proj_b.bias, self.A_b_log, self.D_b)
-        return bimamba_inner_triton(xz, forward, backward, self.d_state, self.dt_rank)
+        return bimamba_mixer_triton(hidden_states.to(dtype), self.in_proj.weight, forward,
+                                    backward, self.d_state, self.dt_rank)
 
     def _scan(
         self,

@@ -168,6 +168,32 @@ def _branches(xz: Tensor, fw: BranchWeights, bw: BranchWeights, d_state: int,
     return x, z, _branch(x_f, fw, d_state, dt_rank), _branch(x_b, bw, d_state, dt_rank)
 
 
+def _inner_forward(xz: Tensor, fw: BranchWeights, bw: BranchWeights, d_state: int,
+                   dt_rank: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(y, ck_f, ck_b)`` of the mixer inner from ``xz`` ``(B, 2*D, L)``."""
+    _, z, f, b = _branches(xz, fw, bw, d_state, dt_rank)
+    return _scan_pair_forward(f.scan_in, b.scan_in, z)
+
+
+def _inner_grads(dy: Tensor, xz: Tensor, fw: BranchWeights, bw: BranchWeights, ck_f: Tensor,
+                 ck_b: Tensor, d_state: int, dt_rank: int) -> list[Tensor]:
+    """Recompute the branches from ``xz`` and return ``[dxz, conv weight, conv bias, x_proj,
+    dt_proj weight, dt_proj bias, A_log, D]`` (forward branch, then backward branch); ``dxz``
+    has ``xz``'s strides."""
+    x, z, f, b = _branches(xz, fw, bw, d_state, dt_rank)
+    scan_grads = _scan_pair_backward(dy, f.scan_in, b.scan_in, z, ck_f, ck_b)
+    du_f, grads_f = _projection_grads(scan_grads[:7], f, fw, dt_rank)
+    del f
+    du_b, grads_b = _projection_grads(scan_grads[7:14], b, bw, dt_rank)
+    del b
+    dx, dw_f, db_f, dw_b, db_b = conv_silu_backward(du_f, du_b, x, fw.conv_weight, fw.conv_bias,
+                                                    bw.conv_weight, bw.conv_bias)
+    dxz = torch.empty_like(xz)
+    dxz[:, : x.shape[1]].copy_(dx)
+    dxz[:, x.shape[1]:].copy_(scan_grads[14])
+    return [dxz, dw_f, db_f, *grads_f, dw_b, db_b, *grads_b]
+
+
 @torch.library.custom_op("videomamba::bimamba_inner_fwd", mutates_args=())
 def _bimamba_inner_fwd(
     xz: Tensor,
@@ -179,8 +205,7 @@ def _bimamba_inner_fwd(
 ) -> tuple[Tensor, Tensor, Tensor]:
     fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
     bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
-    _, z, f, b = _branches(xz, fw, bw, d_state, dt_rank)
-    return _scan_pair_forward(f.scan_in, b.scan_in, z)
+    return _inner_forward(xz, fw, bw, d_state, dt_rank)
 
 
 @_bimamba_inner_fwd.register_fake
@@ -223,46 +248,134 @@ def _bimamba_inner_bwd(
 ) -> list[Tensor]:
     fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
     bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
-    x, z, f, b = _branches(xz, fw, bw, d_state, dt_rank)
-    scan_grads = _scan_pair_backward(dy, f.scan_in, b.scan_in, z, ck_f, ck_b)
-    du_f, grads_f = _projection_grads(scan_grads[:7], f, fw, dt_rank)
-    del f
-    du_b, grads_b = _projection_grads(scan_grads[7:14], b, bw, dt_rank)
-    del b
-    dx, dw_f, db_f, dw_b, db_b = conv_silu_backward(du_f, du_b, x, fw.conv_weight, fw.conv_bias,
-                                                    bw.conv_weight, bw.conv_bias)
-    dxz = torch.empty_like(xz)
-    dxz[:, : x.shape[1]].copy_(dx)
-    dxz[:, x.shape[1]:].copy_(scan_grads[14])
-    return [dxz, dw_f, db_f, *grads_f, dw_b, db_b, *grads_b]
+    return _inner_grads(dy, xz, fw, bw, ck_f, ck_b, d_state, dt_rank)
 
 
 @_bimamba_inner_bwd.register_fake
 def _(dy, xz, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f, conv_w_b, conv_b_b,
       x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b, ck_f, ck_b, d_state, dt_rank):
-    channels = xz.shape[1] // 2
-    grads = [torch.empty_like(xz)]
-    for conv_w, conv_b, *rest in ((conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f),
-                                  (conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)):
+    return [torch.empty_like(xz), *_weight_grads_like(
+        xz.shape[1] // 2, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f,
+        conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)]
+
+
+def _weight_grads_like(channels: int, *weights: Tensor | None) -> list[Tensor | None]:
+    """Fake gradients of both branches' seven weights (conv weight, conv bias, x_proj, dt_proj
+    weight and bias, A_log, D; forward branch first)."""
+    grads: list[Tensor | None] = []
+    for conv_w, conv_b, *rest in (weights[:7], weights[7:]):
         grads += [dense_like(conv_w), _bias_grad_like(conv_b, conv_w, channels),
                   *[dense_like(t) for t in rest]]
     return grads
 
 
-def _inner_setup(ctx, inputs, output):
-    *tensors, d_state, dt_rank = inputs
-    _, *saved = output
-    ctx.has_conv_bias = (tensors[2] is not None, tensors[9] is not None)
-    ctx.save_for_backward(*tensors, *saved)
-    ctx.flags = (d_state, dt_rank)
+def _register_recompute_autograd(fwd_op, bwd_op, n_lead: int) -> None:
+    """Autograd of an op pair whose forward takes ``n_lead`` leading tensors, both branches'
+    seven weights, then ``d_state, dt_rank``, and returns ``(y, ck_f, ck_b)``: the inputs and
+    the segment states are saved, the backward op gives every gradient (None for absent conv
+    biases)."""
+    bias_f, bias_b = n_lead + 1, n_lead + 8  # the conv biases' positions among the inputs
+
+    def setup(ctx, inputs, output):
+        *tensors, d_state, dt_rank = inputs
+        _, *saved = output
+        ctx.has_conv_bias = (tensors[bias_f] is not None, tensors[bias_b] is not None)
+        ctx.save_for_backward(*tensors, *saved)
+        ctx.flags = (d_state, dt_rank)
+
+    def backward(ctx, dy, *_dsaved):
+        grads = bwd_op(dy, *ctx.saved_tensors, *ctx.flags)
+        has_bf, has_bb = ctx.has_conv_bias
+        grads[bias_f] = grads[bias_f] if has_bf else None
+        grads[bias_b] = grads[bias_b] if has_bb else None
+        return (*grads, None, None)
+
+    fwd_op.register_autograd(backward, setup_context=setup)
 
 
-def _inner_backward(ctx, dy, *_dsaved):
-    grads = _bimamba_inner_bwd(dy, *ctx.saved_tensors, *ctx.flags)
-    has_bf, has_bb = ctx.has_conv_bias
-    grads[2] = grads[2] if has_bf else None
-    grads[9] = grads[9] if has_bb else None
-    return (*grads, None, None)
+_register_recompute_autograd(_bimamba_inner_fwd, _bimamba_inner_bwd, n_lead=1)
 
 
-_bimamba_inner_fwd.register_autograd(_inner_backward, setup_context=_inner_setup)
+# --- the same with in_proj inside: xz is recomputed in the backward instead of saved ---------
+#
+# ``xz`` (B, L, 2*D) is the largest activation a block keeps for the backward (38.5 MB per
+# block of VideoMamba-S at batch 8, 8 frames: 0.9 GB of its 24 blocks). This pair starts from
+# the block's normalised hidden states (B, L, d_model), which the in_proj linear would keep
+# anyway, and recomputes in_proj in the backward: one (B*L, d_model) x (d_model, 2*D) product.
+
+def _in_proj(hidden: Tensor, in_proj_w: Tensor) -> Tensor:
+    """``xz`` ``(B, 2*D, L)``, a transposed view of the ``(B, L, 2*D)`` product."""
+    return F.linear(hidden, in_proj_w).transpose(1, 2)
+
+
+@torch.library.custom_op("videomamba::bimamba_mixer_fwd", mutates_args=())
+def _bimamba_mixer_fwd(
+    hidden: Tensor, in_proj_w: Tensor,
+    conv_w_f: Tensor, conv_b_f: Tensor | None, x_proj_f: Tensor, dt_w_f: Tensor, dt_b_f: Tensor,
+    A_log_f: Tensor, D_f: Tensor,
+    conv_w_b: Tensor, conv_b_b: Tensor | None, x_proj_b: Tensor, dt_w_b: Tensor, dt_b_b: Tensor,
+    A_log_b: Tensor, D_b: Tensor,
+    d_state: int, dt_rank: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
+    bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
+    return _inner_forward(_in_proj(hidden, in_proj_w), fw, bw, d_state, dt_rank)
+
+
+@_bimamba_mixer_fwd.register_fake
+def _(hidden, in_proj_w, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f, conv_w_b,
+      conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b, d_state, dt_rank):
+    batch, length, channels = hidden.shape[0], hidden.shape[1], in_proj_w.shape[0] // 2
+    ck_shape = saved_shape(batch, channels, length, A_log_f.shape[1])
+    dtype = torch.promote_types(hidden.dtype, in_proj_w.dtype)
+    y = hidden.new_empty((batch, length, channels), dtype=dtype).transpose(1, 2)
+    return (y, hidden.new_empty(ck_shape, dtype=torch.float32),
+            hidden.new_empty(ck_shape, dtype=torch.float32))
+
+
+@torch.library.custom_op("videomamba::bimamba_mixer_bwd", mutates_args=())
+def _bimamba_mixer_bwd(
+    dy: Tensor, hidden: Tensor, in_proj_w: Tensor,
+    conv_w_f: Tensor, conv_b_f: Tensor | None, x_proj_f: Tensor, dt_w_f: Tensor, dt_b_f: Tensor,
+    A_log_f: Tensor, D_f: Tensor,
+    conv_w_b: Tensor, conv_b_b: Tensor | None, x_proj_b: Tensor, dt_w_b: Tensor, dt_b_b: Tensor,
+    A_log_b: Tensor, D_b: Tensor,
+    ck_f: Tensor, ck_b: Tensor, d_state: int, dt_rank: int,
+) -> list[Tensor]:
+    fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
+    bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
+    dxz, *grads = _inner_grads(dy, _in_proj(hidden, in_proj_w), fw, bw, ck_f, ck_b, d_state,
+                               dt_rank)
+    dxz = dxz.transpose(1, 2)  # (B, L, 2*D), contiguous: empty_like kept xz's strides
+    d_hidden = (dxz @ in_proj_w.to(dxz.dtype)).to(hidden.dtype)
+    d_in_proj = dxz.reshape(-1, dxz.shape[-1]).t() @ hidden.reshape(-1, hidden.shape[-1]).to(
+        dxz.dtype)
+    return [d_hidden, d_in_proj.to(in_proj_w.dtype), *grads]
+
+
+@_bimamba_mixer_bwd.register_fake
+def _(dy, hidden, in_proj_w, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f,
+      conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b, ck_f, ck_b, d_state, dt_rank):
+    return [torch.empty_like(hidden), dense_like(in_proj_w), *_weight_grads_like(
+        in_proj_w.shape[0] // 2, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f,
+        conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)]
+
+
+_register_recompute_autograd(_bimamba_mixer_fwd, _bimamba_mixer_bwd, n_lead=2)
+
+
+def bimamba_mixer_triton(
+    hidden: Tensor, in_proj_weight: Tensor, forward: BranchWeights, backward: BranchWeights,
+    d_state: int, dt_rank: int
+) -> Tensor:
+    """:func:`bimamba_inner_triton` of ``in_proj(hidden)``: ``hidden`` ``(B, L, d_model)``,
+    ``in_proj_weight`` ``(2*D, d_model)`` -> ``(B, D, L)``. ``hidden`` and ``in_proj_weight``
+    are taken in the compute dtype (the caller casts them as autocast would); differentiable in
+    both and in every branch weight. Keeps ``hidden`` for the backward instead of ``xz``."""
+    if not _needs_grad(hidden, in_proj_weight, *forward, *backward):
+        forward, backward = (_matmul_weights_in(forward, hidden.dtype),
+                             _matmul_weights_in(backward, hidden.dtype))
+        in_proj_weight = _cast_once(in_proj_weight, hidden.dtype)
+    y, *_ = _bimamba_mixer_fwd(hidden, in_proj_weight.to(hidden.dtype), *forward, *backward,
+                               d_state, dt_rank)
+    return y

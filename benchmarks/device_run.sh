@@ -33,6 +33,8 @@
 #   bash benchmarks/device_run.sh run23   # call 3: all GPU tests of the final code
 #   bash benchmarks/device_run.sh run24   # session 5: in_proj inside the mixer op (xz recomputed)
 #                                         # against .devcarry/old_src (3945896), ABAB; GPU tests
+#   bash benchmarks/device_run.sh run26   # session 5: backward segment lengths (speed, saved
+#                                         # states, training memory), then every GPU test
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -325,6 +327,27 @@ run24)  # session 5: in_proj inside the mixer op against .devcarry/old_src (3945
     echo "compiled $v: $(grep -v '^    ' "$OUT/compiled_$v.log" | grep 'training |'; grep -m1 -i error "$OUT/compiled_$v.log" | cut -c1-200)"; done
   echo "done at $(elapsed)s"
   (cd "$OUT" && tar czf run24.tgz --exclude=run24.tgz * && find . -type f ! -name run24.tgz -delete)
+  ;;
+run26)  # session 5, last call: the backward's segmentation (the forward keeps one state per segment
+       # for the backward: fewer, longer segments save memory) at the scan level and in whole-model
+       # training; then every GPU test of the final code
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  for seg in 16,4096 16,2048 16,1024 16,4096; do
+    VIDEOMAMBA_SEGMENT_CONFIG=$seg timeout 60 python3 benchmarks/scan.py --backends triton --lengths 1569 \
+        --check-lengths 0 --bwd-check "lean:4,8,0,168,0" --bwd-check-lengths 1569,6273 \
+        --out "$OUT/scan_seg_$seg.json" > "$OUT/scan_seg_$seg.log" 2>&1
+    grep -E "bwd |rror" "$OUT/scan_seg_$seg.log" | sed "s/^/seg $seg /" | cut -c1-170
+    VIDEOMAMBA_SEGMENT_CONFIG=$seg timeout 60 python3 benchmarks/model.py --models ours --frames "" \
+        --train-frames 8 --out "$OUT/train_seg_$seg.json" > "$OUT/train_seg_$seg.log" 2>&1
+    echo "seg $seg: $(grep -v '^    ' "$OUT/train_seg_$seg.log" | grep 'training |')"; done
+  echo "at $(elapsed)s"
+  timeout 330 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head
+  timeout $(( 595 - $(elapsed) )) python3 -m pytest tests/ops/test_triton_bidir.py -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests_bidir.log" 2>&1; tail -1 "$OUT/gpu_tests_bidir.log" | cut -c1-200
+  echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run26.tgz --exclude=run26.tgz * && find . -type f ! -name run26.tgz -delete)
   ;;
 build)
   build_official "$PWD"

@@ -104,13 +104,15 @@ def segment_length(batch: int, channels: int, length: int) -> int:
     """Steps per sequence segment of the backward pass (also the forward's interval between stored
     states): the sequence is cut into about ``target / (batch * ceil(channels / 64))`` segments,
     each a multiple of ``step`` steps (``VIDEOMAMBA_SEGMENT_CONFIG="step,target"``, default
-    ``16,4096``: the segmentation measured in docs/kernels.md). ``step`` must be a multiple of
-    the forward's and the backward's tile lengths."""
+    ``16,2048`` since run 26: fewer, longer segments than ``16,4096`` keep fewer states for the
+    backward (training peak 2.30 instead of 2.55 GiB for VideoMamba-S at batch 8, 8 frames) and
+    the backward was as fast or faster; docs/kernels.md). ``step`` must be a multiple of the
+    forward's and the backward's tile lengths."""
     if interpreting():  # tiny problems still get several segments
         channels_per_block, step, target = 8, 4, 4
     else:
         text = os.environ.get("VIDEOMAMBA_SEGMENT_CONFIG")
-        step, target = (int(v) for v in text.split(",")) if text else (16, 4096)
+        step, target = (int(v) for v in text.split(",")) if text else (16, 2048)
         channels_per_block = 64
     blocks = batch * triton.cdiv(channels, channels_per_block)
     n_seg = max(1, min(triton.cdiv(target, blocks), triton.cdiv(length, step)))

@@ -15,6 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from engine_toys import ToyClips, ToyVideoNet, toy_recipe  # noqa: E402
 
+from videomamba.engine import distributed  # noqa: E402
 from videomamba.engine.config import apply_overrides, recipe_from_dict  # noqa: E402
 from videomamba.engine.trainer import Trainer  # noqa: E402
 from videomamba.tasks import ClassificationTask  # noqa: E402
@@ -42,6 +43,9 @@ def main() -> None:
     state = trainer.state_dict()  # a collective under torchrun: every rank takes part
     if trainer.dist.is_main:
         torch.save({"model": state["model"], "ema": state["ema"], "summary": summary}, args.out)
+    # leave the process group as the apps do: exiting with gloo's threads still up aborted a rank
+    # now and then ("terminate called without an active exception")
+    distributed.cleanup()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """What the tiled forward (``triton_tile.py``) and the lean backward (``triton_tile_bwd.py``)
-share: two ``@triton.jit`` helpers, the interpreter switch, B/C group handling and the length of
-the sequence segments that link the two passes (the forward stores the state at every segment
-boundary; the backward starts each of its segments from it)."""
+share: the ``@triton.jit`` math helpers (exponential, sigmoid, softplus, ``A`` from ``A_log``,
+the affine combine), the interpreter switch, the layout of A, B/C group handling and the length
+of the sequence segments that link the two passes (the forward stores the state at every
+segment boundary; the backward starts each of its segments from it)."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def _affine_combine(a_prev, b_prev, a_next, b_next):
     return a_prev * a_next, b_prev * a_next + b_next
 
 
-def a_layout(A: Tensor, a_is_log: bool) -> tuple[Tensor, int, int]:
+def a_layout(A: Tensor) -> tuple[Tensor, int, int]:
     """What the kernels take for A (or ``A_log``): ``(D, N)`` contiguous along states, with its
     (channel, state) strides. The kernels' arithmetic takes the layout of their A loads, and a
     state stride known to be 1 gives the layout they are written for: 4 states per thread, a

@@ -242,7 +242,7 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
     y = out if out is not None else torch.empty_like(u, memory_format=torch.contiguous_format)
     zz = z if z is not None else u
     bias = delta_bias if delta_bias is not None else u
-    At, sA_d, sA_n = a_layout(A, a_is_log)
+    At, sA_d, sA_n = a_layout(A)
     grid = (batch, triton.cdiv(channels, block_d), n_seg)
     args = (u, delta, At, B4, C4, D if D is not None else u, zz, bias, y, last, ck, hseg, dsum,
             length, channels, chans_per_group, n_state, triton.cdiv(max(length, 1), t),

@@ -450,7 +450,7 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
     zz = z if z is not None else u
     bias = delta_bias if delta_bias is not None else u
     dl = dlast.contiguous().float() if dlast is not None else dA
-    At, sA_d, sA_n = a_layout(A, a_is_log)
+    At, sA_d, sA_n = a_layout(A)
     args = (u, delta, At, B4, C4, D if D is not None else dA, zz, bias, dy, dl,
             ck if ck.numel() else gseg, gseg, dnext, scratch,
             du, ddelta, dA, dB, dC, dD if dD is not None else dA, dz if dz is not None else du,

@@ -9,15 +9,12 @@ dtype, which is what the official Triton kernel does; without it, the un-fused o
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-# checked once: a module constant keeps the check out of torch.compile's traced code
-_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+from videomamba.ops import TRITON_INSTALLED
 
 
 def add_rms_norm_triton(*args, **kwargs):
@@ -122,7 +119,7 @@ def add_norm(
 def _fused_kernel_applies(hidden_states: Tensor, norm: nn.Module, drop_path: nn.Module) -> bool:
     """The Triton add + RMSNorm kernel serves CUDA tensors (the eager composition is the same
     function, for every device and for LayerNorm)."""
-    return (hidden_states.is_cuda and _TRITON_INSTALLED and isinstance(norm, RMSNorm)
+    return (hidden_states.is_cuda and TRITON_INSTALLED and isinstance(norm, RMSNorm)
             and isinstance(drop_path, (DropPath, nn.Identity)))
 
 

@@ -9,18 +9,15 @@ A_b_log, D_b, out_proj``).
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from videomamba.ops import TRITON_INSTALLED
 from videomamba.ops.causal_conv1d import causal_conv1d
 from videomamba.ops.selective_scan import get_default_backend, selective_scan
-
-# checked once: a module constant keeps the check out of torch.compile's traced code
-_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
 def s4d_real_log_A(d_inner: int, d_state: int) -> Tensor:
@@ -106,7 +103,7 @@ class BiMambaMixer(nn.Module):
     def _fused_triton(self, hidden_states: Tensor) -> bool:
         """Whether in_proj and both branches run as one Triton op pair (no flipped copies): CUDA
         tensors and a scan backend that resolves to ``triton``."""
-        if not hidden_states.is_cuda or not _TRITON_INSTALLED:
+        if not hidden_states.is_cuda or not TRITON_INSTALLED:
             return False
         name = self.scan_backend
         if name == "auto":

@@ -40,6 +40,7 @@ import triton.language as tl
 from torch import Tensor
 
 # imported for its side effect: under TRITON_INTERPRET=1 it installs the interpreter shims
+from videomamba.ops.grad_buffers import bias_grad_like, dense_like
 from videomamba.ops.selective_scan.triton_common import interpreting  # noqa: F401
 
 MAX_WIDTH = 4
@@ -390,15 +391,6 @@ def _(x, w_f, b_f, w_b, b_b):
     return _like_layout(x, x.dtype), _like_layout(x, x.dtype)
 
 
-def _bias_dtype(b: Tensor | None, w: Tensor) -> torch.dtype:
-    """A missing bias still gets a (discarded) gradient, in the weight's dtype."""
-    return (b if b is not None else w).dtype
-
-
-def _bias_grad_like(b: Tensor | None, w: Tensor, channels: int) -> Tensor:
-    return torch.empty((channels,), dtype=_bias_dtype(b, w), device=w.device)
-
-
 def _d_major(x: Tensor) -> bool:
     """Whether ``x`` ``(B, D, L)`` is laid out channel-fastest (the mixer's transposed view)."""
     return x.stride(1) == 1 and x.stride(2) != 1
@@ -470,8 +462,8 @@ def conv_silu_backward(dy_f: Tensor, dy_b: Tensor, x: Tensor, w_f: Tensor, b_f: 
             g_f, g_b, wf, wb, dx, channels, length, *g_f.stride(), *wf.stride(), *wb.stride(),
             *dx.stride(), **consts,
         )
-    dw_f, dw_b = _dense_like(w_f), _dense_like(w_b)
-    db_f, db_b = _bias_grad_like(b_f, w_f, channels), _bias_grad_like(b_b, w_b, channels)
+    dw_f, dw_b = dense_like(w_f), dense_like(w_b)
+    db_f, db_b = bias_grad_like(b_f, w_f, channels), bias_grad_like(b_b, w_b, channels)
     if channels > 0:
         _sum_partials_kernel[(triton.cdiv(channels, _SUM_BLOCK_D), 2 * (width + 1))](
             part, dw_f, db_f, dw_b, db_b, part.shape[0], channels, K=width,
@@ -480,15 +472,11 @@ def conv_silu_backward(dy_f: Tensor, dy_b: Tensor, x: Tensor, w_f: Tensor, b_f: 
     return dx, dw_f, db_f, dw_b, db_b
 
 
-def _dense_like(t: Tensor) -> Tensor:
-    return torch.empty(t.shape, dtype=t.dtype, device=t.device)
-
-
 @_bi_conv_silu_bwd.register_fake
 def _(dy_f, dy_b, x, w_f, b_f, w_b, b_b):
     channels = x.shape[1]
-    return (_like_layout(x, x.dtype), _dense_like(w_f), _bias_grad_like(b_f, w_f, channels),
-            _dense_like(w_b), _bias_grad_like(b_b, w_b, channels))
+    return (_like_layout(x, x.dtype), dense_like(w_f), bias_grad_like(b_f, w_f, channels),
+            dense_like(w_b), bias_grad_like(b_b, w_b, channels))
 
 
 def _setup_context(ctx, inputs, output):

@@ -9,9 +9,9 @@
 
 ``auto`` takes the process-wide default (:func:`set_default_backend` or the environment variable
 ``VIDEOMAMBA_SCAN_BACKEND``) if one is set, else the fastest available for the tensor's device:
-on CUDA ``triton`` (its forward measures ~1.5x faster than ``mamba_ssm``'s; its forward+backward
-is still ~1.3x slower, see docs/benchmarks.md: ask for ``mamba_ssm`` by name to train with it),
-then ``mamba_ssm`` if Triton is missing; elsewhere ``torch``.
+on CUDA ``triton`` (measured 1.7-2.1x faster than ``mamba_ssm``'s forward and 1.4-1.6x its
+forward+backward on an H200, docs/benchmarks.md "Session 5"), then ``mamba_ssm`` if Triton is
+missing; elsewhere ``torch``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ place).
 
 The whole mixer between ``in_proj`` and ``out_proj`` is one custom-op pair
 (``videomamba::bimamba_inner_fwd/bwd``) that saves only ``xz``, the weights and the scans'
-segment states, and recomputes the convs and projections in the backward.
+segment states, and recomputes the convs and projections in the backward. The model calls
+``videomamba::bimamba_mixer_fwd/bwd``, the same with ``in_proj`` inside, which keeps the block's
+hidden states instead of ``xz`` (:func:`bimamba_mixer_triton`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from videomamba.ops.selective_scan.triton_op import dense_like, run_bwd, run_fwd, saved_shape
-from videomamba.ops.triton_conv import _bias_grad_like, conv_silu_backward, conv_silu_forward
+from videomamba.ops.grad_buffers import bias_grad_like, dense_like
+from videomamba.ops.selective_scan.triton_op import run_bwd, run_fwd, saved_shape
+from videomamba.ops.triton_conv import conv_silu_backward, conv_silu_forward
 
 
 class BranchWeights(NamedTuple):
@@ -264,7 +267,7 @@ def _weight_grads_like(channels: int, *weights: Tensor | None) -> list[Tensor | 
     weight and bias, A_log, D; forward branch first)."""
     grads: list[Tensor | None] = []
     for conv_w, conv_b, *rest in (weights[:7], weights[7:]):
-        grads += [dense_like(conv_w), _bias_grad_like(conv_b, conv_w, channels),
+        grads += [dense_like(conv_w), bias_grad_like(conv_b, conv_w, channels),
                   *[dense_like(t) for t in rest]]
     return grads
 

@@ -16,6 +16,7 @@ import torch
 import triton
 from torch import Tensor
 
+from videomamba.ops.grad_buffers import dense_like
 from videomamba.ops.selective_scan.triton_common import segment_length
 from videomamba.ops.selective_scan.triton_tile import tile_fwd
 from videomamba.ops.selective_scan.triton_tile_bwd import lean_bwd
@@ -44,13 +45,6 @@ def saved_shape(batch: int, channels: int, length: int, n_state: int) -> tuple[i
     seg_len = segment_length(batch, channels, length)
     n_pow2 = max(triton.next_power_of_2(n_state), 2)
     return batch, (max(length, 1) - 1) // seg_len, n_pow2, channels
-
-
-def dense_like(t: Tensor) -> Tensor:
-    """A contiguous tensor of ``t``'s shape, dtype and device: what the kernels return as a
-    gradient. (``empty_like`` keeps a transposed input's strides, and a fake kernel must match
-    the real one's strides or ``torch.compile`` fails in the backward.)"""
-    return torch.empty(t.shape, dtype=t.dtype, device=t.device)
 
 
 @torch.library.custom_op("videomamba::scan_fwd", mutates_args=())

@@ -35,6 +35,8 @@
 #                                         # against .devcarry/old_src (3945896), ABAB; GPU tests
 #   bash benchmarks/device_run.sh run26   # session 5: backward segment lengths (speed, saved
 #                                         # states, training memory), then every GPU test
+#   bash benchmarks/device_run.sh run27   # session 6: backward B/C loads + dB/dC reduce-scatter vs
+#                                         # .devcarry/old_src (d3f8c7c); host/GPU profile
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -327,6 +329,31 @@ run24)  # session 5: in_proj inside the mixer op against .devcarry/old_src (3945
     echo "compiled $v: $(grep -v '^    ' "$OUT/compiled_$v.log" | grep 'training |'; grep -m1 -i error "$OUT/compiled_$v.log" | cut -c1-200)"; done
   echo "done at $(elapsed)s"
   (cd "$OUT" && tar czf run24.tgz --exclude=run24.tgz * && find . -type f ! -name run24.tgz -delete)
+  ;;
+run27)  # session 6: the backward's B/C loads (one per state and step) and dB/dC reduce-scatter, against
+       # .devcarry/old_src (d3f8c7c): GPU scan tests, scan level (register caps), training ABAB,
+       # then a profile of eager inference and training (GPU busy time vs the host)
+  OLD=$PWD/.devcarry/old_src; NEW=$PWD/src; echo "old: $(cat $OLD/COMMIT)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 240 python3 -m pytest tests/ops/test_triton_scan.py tests/ops/test_triton_bidir.py -m gpu -q \
+      --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "at $(elapsed)s"
+  timeout 90 python3 benchmarks/scan.py --backends triton --lengths 1569 --check-lengths 1569 \
+      --bwd-check "lean:4,8,0,168,0,lean:4,8,0,168,0,lean_reduce:4,8,0,168,0,lean:4,8,0,128,0" --bwd-check-lengths 1569,6273 \
+      --out "$OUT/scan_new.json" > "$OUT/scan_new.log" 2>&1; grep -E "bwd |rror" "$OUT/scan_new.log" | cut -c1-150
+  PYTHONPATH=$OLD timeout 60 python3 benchmarks/scan.py --backends triton --lengths 1569 --check-lengths 0 \
+      --bwd-check "lean:4,8,0,168,0,lean:4,8,0,168,0" --bwd-check-lengths 1569,6273 \
+      --out "$OUT/scan_old.json" > "$OUT/scan_old.log" 2>&1; grep -E "bwd |rror" "$OUT/scan_old.log" | sed 's/^/old /' | cut -c1-150
+  echo "at $(elapsed)s"
+  for i in 1 2; do for v in new old; do [ $v = new ] && P=$NEW || P=$OLD
+    PYTHONPATH=$P timeout 80 python3 benchmarks/model.py --models ours --frames "" --train-frames 8 \
+        --out "$OUT/train_${v}_$i.json" > "$OUT/train_${v}_$i.log" 2>&1
+    echo "train $v $i: $(grep -v '^    ' "$OUT/train_${v}_$i.log" | grep 'training |' | tail -1)"; done; done
+  echo "at $(elapsed)s"
+  timeout $(( 590 - $(elapsed) )) python3 benchmarks/model.py --models ours --frames 8 --train-frames 8 \
+      --profile --out "$OUT/profile_new.json" > "$OUT/profile_new.log" 2>&1
+  grep -E "^ours|host|rror" "$OUT/profile_new.log" | cut -c1-220 | head -30; echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run27.tgz --exclude=run27.tgz * && find . -type f ! -name run27.tgz -delete)
   ;;
 run26)  # session 5, last call: the backward's segmentation (the forward keeps one state per segment
        # for the backward: fewer, longer segments save memory) at the scan level and in whole-model

@@ -12,8 +12,10 @@ model's weights and both are run on the same clip in float32 to check they compu
 ``--models`` also takes ``ours_compiled`` (ours under ``torch.compile``) and ``ours_compiled_ro``
 (the same with ``mode="reduce-overhead"``: CUDA graphs for training steps too). ``--cuda-graph`` adds
 inference replayed from CUDA graphs (phase ``inference_graph``: the GPU's time without the host's
-launch overhead). ``--profile`` adds each model's top CUDA kernels (torch.profiler, inference and
-training steps) to the JSON and the printout.
+launch overhead). ``--profile`` adds, per model and step (torch.profiler), the top CUDA kernels,
+the GPU's busy time per step beside the profiled step's wall time (much longer: the host's
+launches bound the step) and the top host-side ops by their own CPU time, to the JSON and the
+printout.
 """
 
 from __future__ import annotations
@@ -196,24 +198,35 @@ def measure(step, phase: str, frames: int) -> dict:
     return timed_with_peak(step, warmup=2, iters=8 if frames <= 16 else 4)
 
 
-def profile_step(step, top: int = 15) -> list[dict]:
-    """The ``top`` CUDA kernels of two calls of ``step`` by total GPU time (ms per step)."""
+def profile_step(step, top: int = 15) -> dict:
+    """Two calls of ``step`` under torch.profiler: the ``top`` CUDA kernels by total GPU time (ms
+    per step), the GPU's busy time per step (the sum of all kernels) against the step's wall
+    time (a step that takes much longer than its kernels is bound by the host's launches), and
+    the ``top`` host-side ops by their own CPU time."""
     from torch.profiler import ProfilerActivity, profile
 
     step()
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
         for _ in range(2):
             step()
         torch.cuda.synchronize()
-    rows = []
+        wall_ms = (time.perf_counter() - start) * 1e3 / 2
+    kernels, host, gpu_us = [], [], 0.0
     for event in prof.key_averages():
-        total_us = getattr(event, "device_time_total", 0) or getattr(event, "cuda_time_total", 0)
-        if total_us > 0:
-            rows.append({"kernel": event.key[:90], "ms_per_step": total_us / 2e3,
+        device_us = getattr(event, "self_device_time_total", 0) or 0
+        if getattr(event, "device_type", None) == torch.autograd.DeviceType.CUDA and device_us > 0:
+            gpu_us += device_us
+            kernels.append({"kernel": event.key[:90], "ms_per_step": device_us / 2e3,
+                            "calls_per_step": event.count / 2})
+        elif event.self_cpu_time_total > 0:
+            host.append({"op": event.key[:90], "self_cpu_ms_per_step": event.self_cpu_time_total / 2e3,
                          "calls_per_step": event.count / 2})
-    rows.sort(key=lambda r: -r["ms_per_step"])
-    return rows[:top]
+    kernels.sort(key=lambda r: -r["ms_per_step"])
+    host.sort(key=lambda r: -r["self_cpu_ms_per_step"])
+    return {"top_kernels": kernels[:top], "gpu_ms_per_step": gpu_us / 2e3,
+            "profiled_wall_ms_per_step": wall_ms, "top_host_ops": host[:top]}
 
 
 def conv_bench(lengths: tuple[int, ...] = (1569, 6273)) -> list[str]:
@@ -395,7 +408,7 @@ def main() -> int:
                     result = measure(step, phase, frames)
                     if args.profile:
                         try:
-                            result["top_kernels"] = profile_step(step)
+                            result.update(profile_step(step))
                         except Exception as err:  # the timing above stands without it
                             result["profile_error"] = repr(err)[:300]
                 except Exception as err:
@@ -404,11 +417,14 @@ def main() -> int:
                 del model
                 report["results"][name][phase][frames] = result
                 kernels = result.get("top_kernels", [])
-                print(name, phase, frames, {k: v for k, v in result.items() if k != "top_kernels"},
-                      flush=True)
+                print(name, phase, frames, {k: v for k, v in result.items()
+                                            if k not in ("top_kernels", "top_host_ops")}, flush=True)
                 for row in kernels[:8]:
                     print(f"    {row['ms_per_step']:8.3f} ms  x{row['calls_per_step']:<5g} "
                           f"{row['kernel'][:70]}", flush=True)
+                for row in result.get("top_host_ops", [])[:8]:
+                    print(f"    host {row['self_cpu_ms_per_step']:8.3f} ms  "
+                          f"x{row['calls_per_step']:<5g} {row['op'][:64]}", flush=True)
                 write_json(report, args.out)
     print_table(report)
     return 0

@@ -227,13 +227,16 @@ def bwd_check(lengths: list[int], entries: list[str], save=None) -> dict:
     res = {}
     for entry in entries:
         kind, cfg = entry.split(":")
-        if kind not in ("lean", "lean_noatomics", "lean_lanes"):
-            raise SystemExit(f"--bwd-check entry {entry!r}: the kind must be lean, lean_lanes or "
-                             "lean_noatomics (the other backwards were removed)")
-        # lean_noatomics: a timing ablation (dB and dC not accumulated, so wrong): their cost;
-        # lean_lanes: dB/dC atomics from every lane instead of summed over the warp first
+        if kind not in ("lean", "lean_reduce", "lean_noatomics", "lean_lanes"):
+            raise SystemExit(f"--bwd-check entry {entry!r}: the kind must be lean, lean_reduce, "
+                             "lean_lanes or lean_noatomics (the other backwards were removed)")
+        # lean: dB/dC summed over the warp's channels by the default (reduce-scatter on the GPU);
+        # lean_reduce: by butterfly all-reduces (tl.sum); lean_lanes: atomics from every lane;
+        # lean_noatomics: a timing ablation (dB and dC not accumulated, so wrong): their cost
         os.environ["VIDEOMAMBA_LEAN_ABLATE"] = "atomics" if kind == "lean_noatomics" else ""
-        os.environ["VIDEOMAMBA_LEAN_BC"] = "lanes" if kind == "lean_lanes" else "reduce"
+        os.environ["VIDEOMAMBA_LEAN_BC"] = {"lean_lanes": "lanes",
+                                            "lean_noatomics": "reduce",
+                                            "lean_reduce": "reduce"}.get(kind, "scatter")
         saved = os.environ.get(key)
         os.environ[key] = cfg
         res[entry] = {}
@@ -250,8 +253,8 @@ def bwd_check(lengths: list[int], entries: list[str], save=None) -> dict:
             del os.environ[key]
         else:
             os.environ[key] = saved
-    os.environ["VIDEOMAMBA_LEAN_ABLATE"] = ""
-    os.environ["VIDEOMAMBA_LEAN_BC"] = "reduce"
+    os.environ.pop("VIDEOMAMBA_LEAN_ABLATE", None)
+    os.environ.pop("VIDEOMAMBA_LEAN_BC", None)
     totals = {e: sum(r["fwd_bwd_ms"] for r in v.values()) for e, v in res.items()
               if e.startswith("lean:") and all("fwd_bwd_ms" in r for r in v.values())}
     best = min(totals, key=totals.get) if totals else None

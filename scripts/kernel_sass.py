@@ -49,7 +49,8 @@ def capture_compiles(fn, *args, **kwargs) -> list[dict]:
                                 options=options.__dict__)
         records.append({"kernel": self.fn.__name__, "grid": list(grid),
                         "flags": {k: v for k, v in call_kwargs.items() if k.isupper()},
-                        "ttgir": kernel.asm["ttgir"], "sass": disassemble(kernel.asm["cubin"])})
+                        "ttgir": kernel.asm["ttgir"], "sass": disassemble(kernel.asm["cubin"]),
+                        "resources": resource_usage(kernel.asm["cubin"])})
 
     saved = triton_jit.JITFunction.run
     triton_jit.JITFunction.run = compile_instead
@@ -60,14 +61,25 @@ def capture_compiles(fn, *args, **kwargs) -> list[dict]:
     return records
 
 
-def disassemble(cubin: bytes) -> str:
+def _cuobjdump(cubin: bytes, *flags: str) -> str:
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"kernel_sass_{os.getpid()}.cubin"
     path.write_bytes(cubin)
     try:
-        return subprocess.run([str(TOOLS / "cuobjdump"), "-sass", str(path)], check=True,
+        return subprocess.run([str(TOOLS / "cuobjdump"), *flags, str(path)], check=True,
                               capture_output=True, text=True).stdout
     finally:
         path.unlink()
+
+
+def disassemble(cubin: bytes) -> str:
+    return _cuobjdump(cubin, "-sass")
+
+
+def resource_usage(cubin: bytes) -> dict[str, int]:
+    """Registers per thread, stack (where ptxas spills registers) and local memory in bytes."""
+    text = _cuobjdump(cubin, "-res-usage")
+    found = dict(re.findall(r"\b(REG|STACK|LOCAL|SHARED):(\d+)", text))
+    return {key.lower(): int(value) for key, value in found.items()}
 
 
 def loops(sass: str) -> list[dict]:
@@ -141,6 +153,7 @@ def summary(records: list[dict]) -> list[dict]:
         loop = loops(r["sass"])
         rows.append({"kernel": r["kernel"], "flags": r["flags"],
                      "layout": arithmetic_layout(r["ttgir"]),
+                     "resources": r["resources"],
                      "instructions": len(re.findall(r"/\*[0-9a-f]{4,}\*/", r["sass"])),
                      "loops": loop[:3]})
     return rows
@@ -162,7 +175,9 @@ def main() -> int:
     for i, (r, row) in enumerate(zip(records, rows)):
         flags = ", ".join(f"{k}={v}" for k, v in r["flags"].items()
                           if k in ("SUMMARY", "REVERSE", "T", "BLOCK_D", "PREFETCH", "Z_MODE"))
-        print(f"{i} {r['kernel']} ({flags}): {row['instructions']} instructions")
+        res = row["resources"]
+        print(f"{i} {r['kernel']} ({flags}): {row['instructions']} instructions, "
+              f"{res.get('reg')} registers, {res.get('stack', 0)} bytes stack (spills)")
         print(f"   arithmetic layout {row['layout']}")
         for loop in row["loops"][:2]:
             top = ", ".join(f"{k} {v}" for k, v in list(loop["opcodes"].items())[:8])

@@ -21,7 +21,9 @@ TOOLS = Path(importlib.util.find_spec("triton").origin).parent / "backends" / "n
 if not (TOOLS / "ptxas").exists() or not (TOOLS / "cuobjdump").exists():
     pytest.skip("Triton's bundled ptxas/cuobjdump are missing", allow_module_level=True)
 
-INTENDED = "sizePerThread = [1, 4, 1], threadsPerWarp = [8, 4, 1]"
+# order: states fastest across lanes, so a channel's bits are lane bits 2-4 (the backward's dB/dC
+# reduce-scatter exchanges partners by those bits)
+INTENDED = "sizePerThread = [1, 4, 1], threadsPerWarp = [8, 4, 1], warpsPerCTA = [1, 1, 1], order = [1, 0, 2]"
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +50,15 @@ def test_forward_tile_reduces_states_with_two_shuffle_levels(compiled):
         tile_loop = launch["loops"][0]
         assert tile_loop["opcodes"].get("SHFL", 0) <= 40, tile_loop
         assert tile_loop["instructions"] < 1300, tile_loop
+
+
+def test_gradient_pass_sums_dB_dC_by_reduce_scatter_without_spills(compiled):
+    # dB/dC over 8 channel lanes: 28 exchanges (reduce-scatter) + 26 for the sums over states,
+    # where two butterfly all-reduces took 96 + 26; B/C loaded once per (state, step)
+    for launch in compiled[2:]:
+        if launch["flags"]["SUMMARY"]:
+            continue
+        grad_loop = min(launch["loops"][:2], key=lambda loop: loop["instructions"])
+        assert grad_loop["opcodes"].get("SHFL", 0) <= 60, grad_loop
+        assert grad_loop["opcodes"].get("LDG", 0) <= 16, grad_loop
+        assert not {"LDL", "STL"} & set(grad_loop["opcodes"]), grad_loop

@@ -7,7 +7,10 @@ that the carry from the following segment sees). The gradient programs fold thos
 carry, take their entry state from the forward's stored states, walk their segment once
 forwards storing each tile's entry state into a per-program scratch (pass 1), then walk it back
 tile by tile (pass 2): the tile's states again (one scan), the adjoint, and every gradient of
-the tile; dB and dC (sums over channels) go out as float32 atomics per tile. With
+the tile; dB and dC (sums over channels) go out as float32 atomics per tile, summed over the
+warp's 8 channels first by a reduce-scatter in inline PTX on the GPU (each lane ends with 4 of
+the 128 sums: 28 shuffles instead of two butterfly all-reduces' 96; ``_bc_mode``). B and C are
+loaded as ``(1, N, T)``, once per (state, step), not once per channel. With
 ``x_t = delta_t B_t u_t`` and ``exp(delta_t A) h_{t-1} = h_t - x_t`` (no division by a decay
 that may underflow):
 
@@ -62,6 +65,48 @@ def _shifted_decay_combine(p1, q1, a1, p2, q2, a2):
     """Compose adjoint steps ``g -> p + q * a_prev * g`` (``1`` first, reverse scan order); each
     element's own decay ``a`` multiplies the adjoint it hands to the next element."""
     return p2 + q2 * a1 * p1, q2 * a1 * q1, a2
+
+
+# One level of a butterfly reduce-scatter between lanes ``lane`` and ``lane ^ $4``: a lane whose
+# ``$3`` is 0 keeps ``$1`` and hands ``$2`` to its partner, which keeps ``$2`` and hands ``$1``;
+# each returns what it kept plus what it received (the inline PTX is on the GPU only).
+_EXCHANGE_ADD = tl.constexpr("""{
+.reg .pred p;
+.reg .b32 s, k, r;
+setp.ne.s32 p, $3, 0;
+selp.b32 s, $1, $2, p;
+selp.b32 k, $2, $1, p;
+shfl.sync.bfly.b32 r, s, $4, 0x1f, 0xffffffff;
+add.f32 $0, k, r;
+}""")
+
+
+@triton.jit
+def _exchange_add(a, b, bit, lanes):
+    """``a`` where ``bit`` is 0 else ``b``, plus the other one of the lane ``lane ^ lanes``
+    (``bit`` must be that lane bit's value: partners hold the same element of opposite halves)."""
+    return tl.inline_asm_elementwise(_EXCHANGE_ADD, "=r,r,r,r,r", [a, b, bit, lanes],
+                                     dtype=tl.float32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _channel_sums_scattered(vb, vc, offs_dl):
+    """Sums over the 8 channels of ``vb`` and ``vc`` ``(8, 16, 4)`` (one channel per lane
+    group: channel bits 0, 1, 2 are lane bits 2, 3, 4 of the arithmetic layout, states and
+    steps in the thread), reduced and scattered in three exchange levels (28 shuffles where two
+    butterfly all-reduces take 96): returns ``(8, 16, 1)`` holding, in the lanes of channel
+    ``c``, ``vc``'s sums if bit 2 of ``c`` is set else ``vb``'s, at tile step
+    ``2 * (c & 1) + ((c >> 1) & 1)``."""
+    shape: tl.constexpr = vb.shape
+    bit2 = tl.broadcast_to((offs_dl >> 2) & 1, shape)
+    r = _exchange_add(vb, vc, bit2, tl.full(shape, 16, tl.int32))
+    lo, hi = tl.split(tl.reshape(r, (shape[0], shape[1], 2, 2)))  # even / odd steps
+    half: tl.constexpr = (shape[0], shape[1], 2)
+    r = _exchange_add(lo, hi, tl.broadcast_to((offs_dl >> 1) & 1, half),
+                      tl.full(half, 8, tl.int32))
+    lo, hi = tl.split(tl.reshape(r, (shape[0], shape[1], 1, 2)))
+    one: tl.constexpr = (shape[0], shape[1], 1)
+    return _exchange_add(lo, hi, tl.broadcast_to(offs_dl & 1, one), tl.full(one, 4, tl.int32))
 
 
 @triton.jit
@@ -125,7 +170,7 @@ def _tile_bwd_lean(
     N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, Z_MODE: tl.constexpr,
-    SUMMARY: tl.constexpr, SPLIT_N: tl.constexpr, BC_ATOMICS: tl.constexpr, BC_LANES: tl.constexpr,
+    SUMMARY: tl.constexpr, SPLIT_N: tl.constexpr, BC_ATOMICS: tl.constexpr, BC_MODE: tl.constexpr,
     PREFETCH: tl.constexpr, A_IS_LOG: tl.constexpr,
 ):
     offs_dl = tl.arange(0, BLOCK_D)[:, None, None]
@@ -140,10 +185,6 @@ def _tile_bwd_lean(
         last_t = 0
     else:
         last_t = length - 1
-    if SPLIT_N:  # B and C at the full tile shape when N is split across lanes
-        bc_d = offs_dl * 0
-    else:
-        bc_d = 0
     # this program's scratch slot: the entry state of each tile of its current segment
     scratch = (scratch_ptr + tl.program_id(0).to(tl.int64) * (n_t * N * BLOCK_D)
                + offs_dl * N + offs_n)  # states fastest: the arithmetic's layout
@@ -155,10 +196,7 @@ def _tile_bwd_lean(
         offs_d = pid_d * BLOCK_D + offs_dl  # (BLOCK_D, 1, 1)
         mask_d = offs_d < channels
         mask_nd = mask_n & mask_d
-        if SPLIT_N:
-            bc_mask = mask_nd
-        else:
-            bc_mask = mask_n
+        bc_mask = mask_n  # B and C as (1, N, T): one load per (state, step), not per channel
         group = (pid_d * BLOCK_D) // chans_per_group
         a_ptrs = A_ptr + offs_d * sA_d + offs_n * sA_n
         A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd, other=0.0), A_IS_LOG)  # (BLOCK_D, N, 1)
@@ -172,8 +210,8 @@ def _tile_bwd_lean(
         d_base = delta_ptr + pid_b * sd_b + offs_d * sd_d
         z_base = z_ptr + pid_b * sz_b + offs_d * sz_d
         g_off = pid_b * sg_b + offs_d * sg_d
-        B_base = B_ptr + pid_b * sB_b + group * sB_g + offs_n * sB_n + bc_d
-        C_base = C_ptr + pid_b * sC_b + group * sC_g + offs_n * sC_n + bc_d
+        B_base = B_ptr + pid_b * sB_b + group * sB_g + offs_n * sB_n
+        C_base = C_ptr + pid_b * sC_b + group * sC_g + offs_n * sC_n
         dbc_base = ((pid_b * n_groups + group) * n_state + offs_n) * length  # (1, N, 1)
         dlast = 0.0
         if HAS_DLAST:
@@ -349,10 +387,21 @@ def _tile_bwd_lean(
                 tl.store(du_ptr + g_off + t * sg_t, du.to(du_ptr.dtype.element_ty), mask=m)
                 tl.store(ddelta_ptr + g_off + t * sg_t, ddt.to(ddelta_ptr.dtype.element_ty),
                          mask=m)
-                if BC_LANES:  # each lane adds its own channel's terms: no shuffles, 8x atomics
+                if BC_MODE == 1:  # each lane adds its own channel's terms: no shuffles, 8x atomics
                     at_t = dbc_base + t + offs_dl * 0
                     tl.atomic_add(dB_ptr + at_t, g * (dt * u), mask=valid & mask_nd, sem="relaxed")
                     tl.atomic_add(dC_ptr + at_t, hs * dout, mask=valid & mask_nd, sem="relaxed")
+                elif BC_MODE == 2:  # reduce-scatter: each lane adds 4 finished sums
+                    sums = _channel_sums_scattered(g * (dt * u), hs * dout, offs_dl)
+                    j = 2 * (offs_dl & 1) + ((offs_dl >> 1) & 1)  # (BLOCK_D, 1, 1): tile step
+                    if REVERSE:
+                        t_j = low + T - 1 - j
+                    else:
+                        t_j = low + j
+                    to_c = ((offs_dl >> 2) & 1) == 1
+                    dbc = tl.where(to_c, dC_ptr, dB_ptr) + dbc_base + t_j
+                    tl.atomic_add(dbc, sums, mask=(t_j >= 0) & (t_j < length) & mask_n,
+                                  sem="relaxed")
                 else:  # summed over the warp's channels first (shuffles), one atomic per (n, t)
                     dB_t = tl.sum(g * (dt * u), axis=0, keep_dims=True)  # (1, N, T)
                     dC_t = tl.sum(hs * dout, axis=0, keep_dims=True)
@@ -391,6 +440,19 @@ def lean_bwd_config() -> tuple[int, int, int, int, bool]:
     values = [int(v) for v in text.split(",")] if text else [4, 8, 0, 168, 0]
     t, block_d, slots, maxnreg = values[:4]
     return t, block_d, slots, maxnreg, len(values) > 4 and values[4] == 1
+
+
+def _bc_mode(block_d: int, n_pow2: int, t: int) -> int:
+    """How the gradient pass sums dB and dC over its channels before the atomics
+    (``VIDEOMAMBA_LEAN_BC``): 0 ``reduce`` (butterfly all-reduce, ``tl.sum``), 1 ``lanes`` (no
+    sum: every lane adds its own channel's terms), 2 ``scatter`` (butterfly reduce-scatter in
+    inline PTX: the default on the GPU for the layout it is written for, 8 channels x 16 states x
+    4 steps; elsewhere ``reduce``)."""
+    mode = os.environ.get("VIDEOMAMBA_LEAN_BC", "scatter")
+    if mode == "lanes":
+        return 1
+    fits = (block_d, n_pow2, t) == (8, 16, 4) and not interpreting()
+    return 2 if mode == "scatter" and fits else 0
 
 
 def _multiprocessors() -> int:
@@ -463,7 +525,7 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
                  REVERSE=bool(reverse), HAS_DLAST=dlast is not None, Z_MODE=z_mode,
                  SPLIT_N=block_d < 32, num_warps=max(block_d // 32, 1),
                  BC_ATOMICS=os.environ.get("VIDEOMAMBA_LEAN_ABLATE") != "atomics",
-                 BC_LANES=os.environ.get("VIDEOMAMBA_LEAN_BC", "reduce") == "lanes",
+                 BC_MODE=_bc_mode(block_d, n_pow2, t),
                  PREFETCH=prefetch, A_IS_LOG=bool(a_is_log))
     if maxnreg > 0:
         flags["maxnreg"] = maxnreg

@@ -37,6 +37,11 @@
 #                                         # states, training memory), then every GPU test
 #   bash benchmarks/device_run.sh run27   # session 6: backward B/C loads + dB/dC reduce-scatter vs
 #                                         # .devcarry/old_src (d3f8c7c); host/GPU profile
+#   bash benchmarks/device_run.sh run29   # session 6: custom ops called eagerly without torch.library
+#                                         # vs .devcarry/old_src (a4f52e7); host time per step
+#   bash benchmarks/device_run.sh run30   # session 6, final lease: official build + every GPU test;
+#   bash benchmarks/device_run.sh run31   # then ours / official / ViT-S side by side (model);
+#   bash benchmarks/device_run.sh run32   # then compiled training and the scan table
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -329,6 +334,55 @@ run24)  # session 5: in_proj inside the mixer op against .devcarry/old_src (3945
     echo "compiled $v: $(grep -v '^    ' "$OUT/compiled_$v.log" | grep 'training |'; grep -m1 -i error "$OUT/compiled_$v.log" | cut -c1-200)"; done
   echo "done at $(elapsed)s"
   (cd "$OUT" && tar czf run24.tgz --exclude=run24.tgz * && find . -type f ! -name run24.tgz -delete)
+  ;;
+run30)  # session 6, final lease, call 1: the official stack's build (sm_90) in the foreground while
+       # every GPU test of the final code runs beside it
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.version.cuda)" | tee -a "$OUT/device.txt"
+  (timeout 500 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; echo "tests rc $?" >> "$OUT/gpu_tests.log") &
+  TESTS=$!
+  timeout 560 bash "$0" build > "$OUT/build.log" 2>&1
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -3 "$OUT/build.log"
+  wait $TESTS; tail -2 "$OUT/gpu_tests.log" | cut -c1-200; grep -E "^FAILED" "$OUT/gpu_tests.log" | head
+  echo "done at $(elapsed)s"
+  ;;
+run31)  # call 2 on the machine of run30: ours, the official model and the SDPA ViT-S side by side
+        # (eager and CUDA-graph inference at 8/32/64 frames, training at 8 and 16)
+  MODELS=ours,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,official,vit_sdpa
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no)"
+  timeout 580 python3 benchmarks/model.py --models $MODELS --frames 8,32,64 --train-frames 8,16 \
+      --cuda-graph --out "$OUT/model.json" > "$OUT/model.log" 2>&1
+  grep -v "^    " "$OUT/model.log" | grep -v Warn | tail -14; echo "model done at $(elapsed)s"
+  ;;
+run32)  # call 3: our compiled training (reduce-overhead), then the scan beside the official kernel
+  timeout 200 python3 benchmarks/model.py --models ours_compiled_ro --frames "" --train-frames 8 \
+      --out "$OUT/model_compiled.json" > "$OUT/model_compiled.log" 2>&1
+  grep -v "^    " "$OUT/model_compiled.log" | grep "training |"; echo "compiled done at $(elapsed)s"
+  BACKENDS=triton,sdpa; [ -f /tmp/build.ok ] && BACKENDS=triton,mamba_ssm,sdpa
+  timeout $(( 590 - $(elapsed) )) python3 benchmarks/scan.py --backends $BACKENDS --lengths 1569,3137,6273,12545 \
+      --check-lengths 1569 --out "$OUT/scan.json" > "$OUT/scan.log" 2>&1; tail -8 "$OUT/scan.log"
+  echo "done at $(elapsed)s"
+  ;;
+run29)  # session 6: eager calls of the custom ops without torch.library (videomamba.ops.eager)
+       # against .devcarry/old_src (a4f52e7): GPU tests of the ops, host time per step, training
+       # ABAB, a profile
+  OLD=$PWD/.devcarry/old_src; NEW=$PWD/src; echo "old: $(cat $OLD/COMMIT)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 200 python3 -m pytest tests/ops/test_triton_bidir.py tests/ops/test_triton_norm.py -q \
+      --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "at $(elapsed)s"
+  timeout 200 python3 benchmarks/host_overhead.py --out "$OUT/host_overhead.json" 2>&1 | tail -12
+  echo "at $(elapsed)s"
+  for i in 1 2; do for v in new old; do [ $v = new ] && P=$NEW || P=$OLD
+    PYTHONPATH=$P timeout 80 python3 benchmarks/model.py --models ours --frames 8 --train-frames 8 \
+        --out "$OUT/model_${v}_$i.json" > "$OUT/model_${v}_$i.log" 2>&1
+    echo "$v $i: $(grep -v '^    ' "$OUT/model_${v}_$i.log" | grep -E '^(inference|training) ' | tr '\n' ' ')"; done; done
+  echo "at $(elapsed)s"
+  timeout $(( 590 - $(elapsed) )) python3 benchmarks/model.py --models ours --frames 8 --train-frames 8 \
+      --profile --out "$OUT/profile_new.json" > "$OUT/profile_new.log" 2>&1
+  grep -E "^ours|host|rror" "$OUT/profile_new.log" | cut -c1-220 | head -30; echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run29.tgz --exclude=run29.tgz * && find . -type f ! -name run29.tgz -delete)
   ;;
 run27)  # session 6: the backward's B/C loads (one per state and step) and dB/dC reduce-scatter, against
        # .devcarry/old_src (d3f8c7c): GPU scan tests, scan level (register caps), training ABAB,

@@ -250,3 +250,42 @@ def test_mixer_op_saves_hidden_not_xz():
     big = [tuple(t.shape) for t in activations if t.numel() >= 2 * channels * length]
     assert big == [], big
     assert any(t.data_ptr() == hidden.data_ptr() for t in activations)
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_eager_route_matches_the_custom_op_and_bypasses_it(monkeypatch, grad):
+    """Eager calls run the op pair's implementation directly (videomamba.ops.eager): the same
+    values and gradients as through ``torch.library``, and the custom op itself is not entered."""
+    from videomamba.ops.selective_scan import triton_bidir
+
+    gen = torch.Generator().manual_seed(12)
+    d_model, channels, d_state, dt_rank, length = 4, 8, 4, 3, 9
+    fw, bw = branch(channels, d_state, dt_rank, 4, gen), branch(channels, d_state, dt_rank, 4, gen)
+    hidden = torch.randn(2, length, d_model, generator=gen).to(DEVICE).requires_grad_(grad)
+    w_in = torch.randn(2 * channels, d_model, generator=gen).to(DEVICE).requires_grad_(grad)
+    leaves = [t for t in (hidden, w_in, *fw, *bw) if t is not None]
+    dy = torch.randn(2, channels, length, generator=gen).to(DEVICE)
+
+    def run():
+        for t in leaves:
+            t.grad = None
+        with torch.set_grad_enabled(grad):
+            y = bimamba_mixer_triton(hidden, w_in, fw, bw, d_state, dt_rank)
+        if grad:
+            (y * dy).sum().backward()
+            return y.detach(), [t.grad.clone() for t in leaves]
+        return y, []
+
+    monkeypatch.setenv("VIDEOMAMBA_EAGER_OPS", "0")
+    want, want_grads = run()
+    monkeypatch.setenv("VIDEOMAMBA_EAGER_OPS", "1")
+
+    def not_called(*args):
+        raise AssertionError("the eager route entered the custom op")
+
+    monkeypatch.setattr(triton_bidir._MIXER, "op", not_called)
+    got, got_grads = run()
+    assert torch.equal(got, want)
+    assert len(got_grads) == len(want_grads)
+    for i, (g, w) in enumerate(zip(got_grads, want_grads)):
+        assert (g - w).norm() <= 1e-6 * w.norm() + 1e-8, i

@@ -151,3 +151,30 @@ def test_gpu_block_add_norm_uses_kernel_with_same_drop_path(monkeypatch):
     for got, want in zip(fused, eager):
         assert torch.allclose(got.float(), want.float(), atol=2e-2, rtol=1e-2)
     assert not torch.equal(fused[1], (residual + h.float()))  # some samples were dropped
+
+
+def test_eager_route_matches_the_custom_op(monkeypatch):
+    """Eager calls of the fused add + RMSNorm bypass ``torch.library`` (videomamba.ops.eager)
+    with the same values and gradients."""
+    from videomamba.ops import triton_norm
+
+    gen = torch.Generator().manual_seed(3)
+    h = torch.randn(2, 5, 16, generator=gen).to(DEVICE).requires_grad_()
+    residual = torch.randn(2, 5, 16, generator=gen).to(DEVICE).requires_grad_()
+    weight = (torch.rand(16, generator=gen) + 0.5).to(DEVICE).requires_grad_()
+    d_normed, d_summed = torch.randn(2, 5, 16, generator=gen), torch.randn(2, 5, 16, generator=gen)
+
+    def run():
+        for t in (h, residual, weight):
+            t.grad = None
+        normed, summed = add_rms_norm_triton(h, residual, weight, 1e-5)
+        ((normed * d_normed.to(DEVICE)).sum() + (summed * d_summed.to(DEVICE)).sum()).backward()
+        return [normed.detach(), summed.detach(), h.grad, residual.grad, weight.grad]
+
+    monkeypatch.setenv("VIDEOMAMBA_EAGER_OPS", "0")
+    want = run()
+    monkeypatch.setenv("VIDEOMAMBA_EAGER_OPS", "1")
+    monkeypatch.setattr(triton_norm._ADD_RMS_NORM, "op", None)  # would fail if called
+    got = run()
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, rtol=1e-6, atol=1e-7)

@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from videomamba.ops.eager import AutogradRoute
 # imported for its side effect: under TRITON_INTERPRET=1 it installs the interpreter shims
 from videomamba.ops.selective_scan.triton_common import interpreting  # noqa: F401
 
@@ -97,8 +98,7 @@ def _rows_per_sample(h: Tensor) -> int:
     return max(h.numel() // max(h.shape[0] * h.shape[-1], 1), 1) if h.dim() > 1 else 1
 
 
-@torch.library.custom_op("videomamba::add_rms_norm_fwd", mutates_args=())
-def _add_rms_norm_fwd(h: Tensor, residual: Tensor | None, weight: Tensor, scale: Tensor | None,
+def _add_rms_norm_fwd_impl(h: Tensor, residual: Tensor | None, weight: Tensor, scale: Tensor | None,
                       eps: float, residual_fp32: bool) -> tuple[Tensor, Tensor, Tensor]:
     dim = h.shape[-1]
     res_dtype = _residual_dtype(h, residual, residual_fp32)
@@ -119,6 +119,10 @@ def _add_rms_norm_fwd(h: Tensor, residual: Tensor | None, weight: Tensor, scale:
     return normed, res_out, rstd
 
 
+_add_rms_norm_fwd = torch.library.custom_op("videomamba::add_rms_norm_fwd", _add_rms_norm_fwd_impl,
+                                            mutates_args=())
+
+
 def _residual_dtype(h: Tensor, residual: Tensor | None, residual_fp32: bool) -> torch.dtype:
     if residual is not None:
         return residual.dtype
@@ -133,8 +137,7 @@ def _(h, residual, weight, scale, eps, residual_fp32):
             torch.empty((n_rows,), dtype=torch.float32, device=h.device))
 
 
-@torch.library.custom_op("videomamba::add_rms_norm_bwd", mutates_args=())
-def _add_rms_norm_bwd(d_normed: Tensor, d_res_out: Tensor | None, res_out: Tensor, weight: Tensor,
+def _add_rms_norm_bwd_impl(d_normed: Tensor, d_res_out: Tensor | None, res_out: Tensor, weight: Tensor,
                       rstd: Tensor, scale: Tensor | None, h_dtype: torch.dtype,
                       has_residual: bool) -> tuple[Tensor, Tensor, Tensor]:
     dim = res_out.shape[-1]
@@ -158,6 +161,10 @@ def _add_rms_norm_bwd(d_normed: Tensor, d_res_out: Tensor | None, res_out: Tenso
     return dh, dres, dw.sum(0).to(weight.dtype)
 
 
+_add_rms_norm_bwd = torch.library.custom_op("videomamba::add_rms_norm_bwd", _add_rms_norm_bwd_impl,
+                                            mutates_args=())
+
+
 @_add_rms_norm_bwd.register_fake
 def _(d_normed, d_res_out, res_out, weight, rstd, scale, h_dtype, has_residual):
     return (torch.empty(res_out.shape, dtype=h_dtype, device=res_out.device),
@@ -174,14 +181,18 @@ def _setup_context(ctx, inputs, output):
     ctx.has_residual = residual is not None
 
 
-def _backward(ctx, d_normed, d_res_out, _d_rstd):
-    res_out, weight, rstd, scale = ctx.saved_tensors
-    dh, dres, dw = _add_rms_norm_bwd(d_normed, d_res_out, res_out, weight, rstd, scale,
-                                     ctx.h_dtype, ctx.has_residual)
-    return dh, dres if ctx.has_residual else None, dw, None, None, None
+def _backward_with(bwd):
+    def backward(ctx, d_normed, d_res_out, _d_rstd):
+        res_out, weight, rstd, scale = ctx.saved_tensors
+        dh, dres, dw = bwd(d_normed, d_res_out, res_out, weight, rstd, scale, ctx.h_dtype,
+                           ctx.has_residual)
+        return dh, dres if ctx.has_residual else None, dw, None, None, None
+    return backward
 
 
-_add_rms_norm_fwd.register_autograd(_backward, setup_context=_setup_context)
+_add_rms_norm_fwd.register_autograd(_backward_with(_add_rms_norm_bwd), setup_context=_setup_context)
+_ADD_RMS_NORM = AutogradRoute(_add_rms_norm_fwd, _add_rms_norm_fwd_impl, _setup_context,
+                              _backward_with(_add_rms_norm_bwd_impl))
 
 
 def add_rms_norm_triton(h: Tensor, residual: Tensor | None, weight: Tensor, eps: float,
@@ -196,6 +207,5 @@ def add_rms_norm_triton(h: Tensor, residual: Tensor | None, weight: Tensor, eps:
     if scale is not None and residual is None:
         raise ValueError("a drop-path scale applies to the branch added to a residual; "
                          "the first block has none")
-    normed, summed, _ = _add_rms_norm_fwd(h, residual, weight, scale, float(eps),
-                                          bool(residual_fp32))
+    normed, summed, _ = _ADD_RMS_NORM(h, residual, weight, scale, float(eps), bool(residual_fp32))
     return normed, summed

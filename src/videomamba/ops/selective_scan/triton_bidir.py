@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from videomamba.ops.eager import AutogradRoute
 from videomamba.ops.grad_buffers import bias_grad_like, dense_like
 from videomamba.ops.selective_scan.triton_op import run_bwd, run_fwd, saved_shape
 from videomamba.ops.triton_conv import conv_silu_backward, conv_silu_forward
@@ -98,7 +99,7 @@ def bimamba_inner_triton(
     if not _needs_grad(xz, *forward, *backward):
         forward, backward = _matmul_weights_in(forward, xz.dtype), _matmul_weights_in(backward,
                                                                                       xz.dtype)
-    y, *_ = _bimamba_inner_fwd(xz, *forward, *backward, d_state, dt_rank)
+    y, *_ = _INNER(xz, *forward, *backward, d_state, dt_rank)
     return y
 
 
@@ -110,14 +111,18 @@ def _matmul_weights_in(w: BranchWeights, dtype: torch.dtype) -> BranchWeights:
     """Without autograd, the x_proj/dt_proj weights already in the compute dtype, cast once per
     weight version instead of on every call (two launches per branch and block that a CPU-bound
     inference step would otherwise pay)."""
-    return w._replace(x_proj_weight=_cast_once(w.x_proj_weight, dtype),
-                      dt_proj_weight=_cast_once(w.dt_proj_weight, dtype))
+    return w._replace(x_proj_weight=_cast_once(w.x_proj_weight, dtype, inference=True),
+                      dt_proj_weight=_cast_once(w.dt_proj_weight, dtype, inference=True))
 
 
-def _cast_once(weight: Tensor, dtype: torch.dtype) -> Tensor:
+def _cast_once(weight: Tensor, dtype: torch.dtype, inference: bool = False) -> Tensor:
     """``weight.to(dtype)``, kept on the weight itself and redone when the weight changes in place
-    (its version counter moves: an optimizer step, ``load_state_dict``)."""
-    if weight.dtype == dtype or torch.compiler.is_compiling():
+    (its version counter moves: an optimizer step, ``load_state_dict``): in training, one cast
+    per step serves the forward and the backward's recomputation. Not kept while compiling, nor
+    while capturing a CUDA graph unless for ``inference`` (whose graphs assume frozen weights,
+    ``utils.cuda_graph``): a training step's replay must redo the cast."""
+    capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+    if weight.dtype == dtype or torch.compiler.is_compiling() or (capturing and not inference):
         return weight.to(dtype)
     cached = getattr(weight, "_videomamba_cast", None)
     if cached is None or cached[0] != weight._version or cached[1] != dtype:
@@ -152,7 +157,8 @@ class _Branch(NamedTuple):
 def _branch(u: Tensor, w: BranchWeights, d_state: int, dt_rank: int) -> _Branch:
     """The projections of one branch from its conv output ``u`` ``(B, D, L)``, the weights cast
     to ``u``'s dtype (what autocast does to the linears)."""
-    x_proj_weight, dt_proj_weight = w.x_proj_weight.to(u.dtype), w.dt_proj_weight.to(u.dtype)
+    x_proj_weight = _cast_once(w.x_proj_weight, u.dtype)  # once per step: forward and backward
+    dt_proj_weight = _cast_once(w.dt_proj_weight, u.dtype)
     x_dbl = F.linear(u.transpose(1, 2), x_proj_weight)
     dt, B, C = x_dbl.split([dt_rank, d_state, d_state], dim=-1)
     delta = F.linear(dt, dt_proj_weight).transpose(1, 2)
@@ -197,8 +203,7 @@ def _inner_grads(dy: Tensor, xz: Tensor, fw: BranchWeights, bw: BranchWeights, c
     return [dxz, dw_f, db_f, *grads_f, dw_b, db_b, *grads_b]
 
 
-@torch.library.custom_op("videomamba::bimamba_inner_fwd", mutates_args=())
-def _bimamba_inner_fwd(
+def _inner_fwd_impl(
     xz: Tensor,
     conv_w_f: Tensor, conv_b_f: Tensor | None, x_proj_f: Tensor, dt_w_f: Tensor, dt_b_f: Tensor,
     A_log_f: Tensor, D_f: Tensor,
@@ -209,6 +214,10 @@ def _bimamba_inner_fwd(
     fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
     bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
     return _inner_forward(xz, fw, bw, d_state, dt_rank)
+
+
+_bimamba_inner_fwd = torch.library.custom_op("videomamba::bimamba_inner_fwd", _inner_fwd_impl,
+                                             mutates_args=())
 
 
 @_bimamba_inner_fwd.register_fake
@@ -240,8 +249,7 @@ def _projection_grads(grads: list[Tensor], branch: _Branch, w: BranchWeights, dt
                 dbias.to(w.dt_proj_bias.dtype), dA.to(w.A_log.dtype), dD.to(w.D.dtype)]
 
 
-@torch.library.custom_op("videomamba::bimamba_inner_bwd", mutates_args=())
-def _bimamba_inner_bwd(
+def _inner_bwd_impl(
     dy: Tensor, xz: Tensor,
     conv_w_f: Tensor, conv_b_f: Tensor | None, x_proj_f: Tensor, dt_w_f: Tensor, dt_b_f: Tensor,
     A_log_f: Tensor, D_f: Tensor,
@@ -252,6 +260,10 @@ def _bimamba_inner_bwd(
     fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
     bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
     return _inner_grads(dy, xz, fw, bw, ck_f, ck_b, d_state, dt_rank)
+
+
+_bimamba_inner_bwd = torch.library.custom_op("videomamba::bimamba_inner_bwd", _inner_bwd_impl,
+                                             mutates_args=())
 
 
 @_bimamba_inner_bwd.register_fake
@@ -272,11 +284,11 @@ def _weight_grads_like(channels: int, *weights: Tensor | None) -> list[Tensor | 
     return grads
 
 
-def _register_recompute_autograd(fwd_op, bwd_op, n_lead: int) -> None:
+def _recompute_autograd(fwd_op, fwd_impl, bwd_op, bwd_impl, n_lead: int) -> AutogradRoute:
     """Autograd of an op pair whose forward takes ``n_lead`` leading tensors, both branches'
     seven weights, then ``d_state, dt_rank``, and returns ``(y, ck_f, ck_b)``: the inputs and
-    the segment states are saved, the backward op gives every gradient (None for absent conv
-    biases)."""
+    the segment states are saved, the backward gives every gradient (None for absent conv
+    biases). Registered on the custom op (for ``torch.compile``); returns the eager route."""
     bias_f, bias_b = n_lead + 1, n_lead + 8  # the conv biases' positions among the inputs
 
     def setup(ctx, inputs, output):
@@ -286,17 +298,21 @@ def _register_recompute_autograd(fwd_op, bwd_op, n_lead: int) -> None:
         ctx.save_for_backward(*tensors, *saved)
         ctx.flags = (d_state, dt_rank)
 
-    def backward(ctx, dy, *_dsaved):
-        grads = bwd_op(dy, *ctx.saved_tensors, *ctx.flags)
-        has_bf, has_bb = ctx.has_conv_bias
-        grads[bias_f] = grads[bias_f] if has_bf else None
-        grads[bias_b] = grads[bias_b] if has_bb else None
-        return (*grads, None, None)
+    def backward_with(bwd):
+        def backward(ctx, dy, *_dsaved):
+            grads = bwd(dy, *ctx.saved_tensors, *ctx.flags)
+            has_bf, has_bb = ctx.has_conv_bias
+            grads[bias_f] = grads[bias_f] if has_bf else None
+            grads[bias_b] = grads[bias_b] if has_bb else None
+            return (*grads, None, None)
+        return backward
 
-    fwd_op.register_autograd(backward, setup_context=setup)
+    fwd_op.register_autograd(backward_with(bwd_op), setup_context=setup)
+    return AutogradRoute(fwd_op, fwd_impl, setup, backward_with(bwd_impl))
 
 
-_register_recompute_autograd(_bimamba_inner_fwd, _bimamba_inner_bwd, n_lead=1)
+_INNER = _recompute_autograd(_bimamba_inner_fwd, _inner_fwd_impl, _bimamba_inner_bwd,
+                             _inner_bwd_impl, n_lead=1)
 
 
 # --- the same with in_proj inside: xz is recomputed in the backward instead of saved ---------
@@ -311,8 +327,7 @@ def _in_proj(hidden: Tensor, in_proj_w: Tensor) -> Tensor:
     return F.linear(hidden, in_proj_w).transpose(1, 2)
 
 
-@torch.library.custom_op("videomamba::bimamba_mixer_fwd", mutates_args=())
-def _bimamba_mixer_fwd(
+def _mixer_fwd_impl(
     hidden: Tensor, in_proj_w: Tensor,
     conv_w_f: Tensor, conv_b_f: Tensor | None, x_proj_f: Tensor, dt_w_f: Tensor, dt_b_f: Tensor,
     A_log_f: Tensor, D_f: Tensor,
@@ -323,6 +338,10 @@ def _bimamba_mixer_fwd(
     fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
     bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
     return _inner_forward(_in_proj(hidden, in_proj_w), fw, bw, d_state, dt_rank)
+
+
+_bimamba_mixer_fwd = torch.library.custom_op("videomamba::bimamba_mixer_fwd", _mixer_fwd_impl,
+                                             mutates_args=())
 
 
 @_bimamba_mixer_fwd.register_fake
@@ -336,8 +355,7 @@ def _(hidden, in_proj_w, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, 
             hidden.new_empty(ck_shape, dtype=torch.float32))
 
 
-@torch.library.custom_op("videomamba::bimamba_mixer_bwd", mutates_args=())
-def _bimamba_mixer_bwd(
+def _mixer_bwd_impl(
     dy: Tensor, hidden: Tensor, in_proj_w: Tensor,
     conv_w_f: Tensor, conv_b_f: Tensor | None, x_proj_f: Tensor, dt_w_f: Tensor, dt_b_f: Tensor,
     A_log_f: Tensor, D_f: Tensor,
@@ -356,6 +374,10 @@ def _bimamba_mixer_bwd(
     return [d_hidden, d_in_proj.to(in_proj_w.dtype), *grads]
 
 
+_bimamba_mixer_bwd = torch.library.custom_op("videomamba::bimamba_mixer_bwd", _mixer_bwd_impl,
+                                             mutates_args=())
+
+
 @_bimamba_mixer_bwd.register_fake
 def _(dy, hidden, in_proj_w, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f,
       conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b, ck_f, ck_b, d_state, dt_rank):
@@ -364,7 +386,8 @@ def _(dy, hidden, in_proj_w, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log
         conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)]
 
 
-_register_recompute_autograd(_bimamba_mixer_fwd, _bimamba_mixer_bwd, n_lead=2)
+_MIXER = _recompute_autograd(_bimamba_mixer_fwd, _mixer_fwd_impl, _bimamba_mixer_bwd,
+                             _mixer_bwd_impl, n_lead=2)
 
 
 def bimamba_mixer_triton(
@@ -378,7 +401,7 @@ def bimamba_mixer_triton(
     if not _needs_grad(hidden, in_proj_weight, *forward, *backward):
         forward, backward = (_matmul_weights_in(forward, hidden.dtype),
                              _matmul_weights_in(backward, hidden.dtype))
-        in_proj_weight = _cast_once(in_proj_weight, hidden.dtype)
-    y, *_ = _bimamba_mixer_fwd(hidden, in_proj_weight.to(hidden.dtype), *forward, *backward,
-                               d_state, dt_rank)
+        in_proj_weight = _cast_once(in_proj_weight, hidden.dtype, inference=True)
+    y, *_ = _MIXER(hidden, in_proj_weight.to(hidden.dtype), *forward, *backward, d_state,
+                   dt_rank)
     return y

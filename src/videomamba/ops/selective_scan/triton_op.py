@@ -16,6 +16,7 @@ import torch
 import triton
 from torch import Tensor
 
+from videomamba.ops.eager import AutogradRoute
 from videomamba.ops.grad_buffers import dense_like
 from videomamba.ops.selective_scan.triton_common import segment_length
 from videomamba.ops.selective_scan.triton_tile import tile_fwd
@@ -47,13 +48,15 @@ def saved_shape(batch: int, channels: int, length: int, n_state: int) -> tuple[i
     return batch, (max(length, 1) - 1) // seg_len, n_pow2, channels
 
 
-@torch.library.custom_op("videomamba::scan_fwd", mutates_args=())
-def _scan_fwd_op(
+def _scan_fwd_impl(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
     delta_bias: Tensor | None, delta_softplus: bool, reverse: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     y, last, ck = run_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse)
     return y, last.contiguous(), ck
+
+
+_scan_fwd_op = torch.library.custom_op("videomamba::scan_fwd", _scan_fwd_impl, mutates_args=())
 
 
 @_scan_fwd_op.register_fake
@@ -66,8 +69,7 @@ def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse):
     return y, last, ck
 
 
-@torch.library.custom_op("videomamba::scan_bwd", mutates_args=())
-def _scan_bwd_op(
+def _scan_bwd_impl(
     dy: Tensor, dlast: Tensor | None, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     D: Tensor | None, z: Tensor | None, delta_bias: Tensor | None, ck: Tensor,
     delta_softplus: bool, reverse: bool,
@@ -81,6 +83,9 @@ def _scan_bwd_op(
         g["dz"] if z is not None else u.new_empty(0),
         g["ddelta_bias"].to(delta_bias.dtype) if delta_bias is not None else u.new_empty(0),
     )
+
+
+_scan_bwd_op = torch.library.custom_op("videomamba::scan_bwd", _scan_bwd_impl, mutates_args=())
 
 
 @_scan_bwd_op.register_fake
@@ -102,23 +107,26 @@ def _setup_context(ctx, inputs, output):
     ctx.flags = (delta_softplus, reverse)
 
 
-def _backward(ctx, dy, dlast, _dck):
-    u, delta, A, B, C, D, z, delta_bias, ck = ctx.saved_tensors
-    if dy is None:
-        dy = torch.zeros_like(u)
-    du, ddelta, dA, dB, dC, dD, dz, dbias = _scan_bwd_op(
-        dy, dlast, u, delta, A, B, C, D, z, delta_bias, ck, *ctx.flags
-    )
-    return (
-        du, ddelta, dA, dB, dC,
-        dD if D is not None else None,
-        dz if z is not None else None,
-        dbias if delta_bias is not None else None,
-        None, None,
-    )
+def _backward_with(bwd):
+    def backward(ctx, dy, dlast, _dck):
+        u, delta, A, B, C, D, z, delta_bias, ck = ctx.saved_tensors
+        if dy is None:
+            dy = torch.zeros_like(u)
+        du, ddelta, dA, dB, dC, dD, dz, dbias = bwd(
+            dy, dlast, u, delta, A, B, C, D, z, delta_bias, ck, *ctx.flags
+        )
+        return (
+            du, ddelta, dA, dB, dC,
+            dD if D is not None else None,
+            dz if z is not None else None,
+            dbias if delta_bias is not None else None,
+            None, None,
+        )
+    return backward
 
 
-_scan_fwd_op.register_autograd(_backward, setup_context=_setup_context)
+_scan_fwd_op.register_autograd(_backward_with(_scan_bwd_op), setup_context=_setup_context)
+_SCAN = AutogradRoute(_scan_fwd_op, _scan_fwd_impl, _setup_context, _backward_with(_scan_bwd_impl))
 
 
 def selective_scan_triton(
@@ -139,6 +147,5 @@ def selective_scan_triton(
     ``(D,)``). ``reverse`` scans from t = L-1 down to 0 by index (equal to flipping every input and
     the output along L, without the copies). Differentiable in every tensor argument and in the
     returned last state (float32 ``(B, D, N)``)."""
-    y, last, _ = _scan_fwd_op(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
-                              bool(reverse))
+    y, last, _ = _SCAN(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), bool(reverse))
     return (y, last) if return_last_state else y

@@ -1,0 +1,77 @@
+"""Eager calls of the Triton custom ops without the ``torch.library`` machinery.
+
+Each fused op is a ``torch.library.custom_op`` pair so that ``torch.compile`` traces a model
+through it as one opaque node. Called eagerly, that machinery (dispatcher redispatch, the
+autograd wrapper, default filling, aliasing checks) runs around every call on the host, which
+bounds eager training and short-clip inference (docs/kernels.md, session 6). An
+:class:`AutogradRoute` calls the same implementation directly instead: through a plain
+``torch.autograd.Function`` when a gradient is needed, as a function call when none is, and
+through the custom op while ``torch.compile`` traces. ``VIDEOMAMBA_EAGER_OPS=0`` sends eager
+calls through the custom ops too (the comparison in ``benchmarks/host_overhead.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+
+def eager_routes_enabled() -> bool:
+    """Whether eager calls bypass the custom ops (``VIDEOMAMBA_EAGER_OPS``, default on)."""
+    return os.environ.get("VIDEOMAMBA_EAGER_OPS", "1") != "0"
+
+
+def _needs_grad(args: tuple) -> bool:
+    return torch.is_grad_enabled() and any(
+        isinstance(a, Tensor) and a.requires_grad for a in args)
+
+
+class OpRoute:
+    """A custom op without autograd of its own (a backward op): ``impl`` in eager mode, the op
+    while compiling."""
+
+    def __init__(self, op: Callable, impl: Callable):
+        self.op, self.impl = op, impl
+
+    def __call__(self, *args: Any) -> Any:
+        if torch.compiler.is_compiling() or not eager_routes_enabled():
+            return self.op(*args)
+        return self.impl(*args)
+
+
+class AutogradRoute:
+    """A custom op with autograd: the op while compiling; eagerly, ``impl`` through
+    :class:`_EagerFunction` with the op's own ``setup_context`` and a ``backward`` that calls the
+    backward implementation directly (``backward_eager``), or ``impl`` alone without gradients."""
+
+    def __init__(self, op: Callable, impl: Callable, setup_context: Callable,
+                 backward_eager: Callable):
+        self.op, self.impl = op, impl
+        self.setup_context, self.backward = setup_context, backward_eager
+
+    def __call__(self, *args: Any) -> Any:
+        if torch.compiler.is_compiling() or not eager_routes_enabled():
+            return self.op(*args)
+        if _needs_grad(args):
+            return _EagerFunction.apply(self, *args)
+        return self.impl(*args)
+
+
+class _EagerFunction(torch.autograd.Function):
+    """Autograd of an :class:`AutogradRoute`: the custom op's ``setup_context`` and backward
+    contracts (``backward(ctx, *output_grads)`` returns one gradient per op input)."""
+
+    @staticmethod
+    def forward(ctx, route: AutogradRoute, *inputs: Any) -> Any:
+        outputs = route.impl(*inputs)
+        route.setup_context(ctx, inputs, outputs)
+        ctx.set_materialize_grads(False)  # unused outputs' gradients stay None, as for the op
+        ctx.route = route
+        return outputs
+
+    @staticmethod
+    def backward(ctx, *grads: Any) -> Any:
+        return (None, *ctx.route.backward(ctx, *grads))

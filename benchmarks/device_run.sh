@@ -42,6 +42,9 @@
 #   bash benchmarks/device_run.sh run30   # session 6, final lease: official build + every GPU test;
 #   bash benchmarks/device_run.sh run31   # then ours / official / ViT-S side by side (model);
 #   bash benchmarks/device_run.sh run32   # then compiled training and the scan table
+#   bash benchmarks/device_run.sh run33   # session 6: compiled training after the cast fix, L=1569
+#   bash benchmarks/device_run.sh run34   # second lease: official build, then
+#   bash benchmarks/device_run.sh run35   # training side by side (ours eager + compiled, official)
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -334,6 +337,34 @@ run24)  # session 5: in_proj inside the mixer op against .devcarry/old_src (3945
     echo "compiled $v: $(grep -v '^    ' "$OUT/compiled_$v.log" | grep 'training |'; grep -m1 -i error "$OUT/compiled_$v.log" | cut -c1-200)"; done
   echo "done at $(elapsed)s"
   (cd "$OUT" && tar czf run24.tgz --exclude=run24.tgz * && find . -type f ! -name run24.tgz -delete)
+  ;;
+run34)  # session 6, second lease, call 1: the official stack's build alone (foreground)
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 570 bash "$0" build > "$OUT/build.log" 2>&1
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -3 "$OUT/build.log"
+  ;;
+run35)  # call 2 on the machine of run34: training side by side, ours eager and compiled
+        # (reduce-overhead), the official model, the SDPA ViT-S, at 8 and 16 frames
+  MODELS=ours,ours_compiled_ro,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,ours_compiled_ro,official,vit_sdpa
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no)"
+  timeout 580 python3 benchmarks/model.py --models $MODELS --frames "" --train-frames 8,16 \
+      --out "$OUT/model_training.json" > "$OUT/model_training.log" 2>&1
+  grep -v "^    " "$OUT/model_training.log" | grep -v Warn | tail -6; echo "done at $(elapsed)s"
+  ;;
+run33)  # session 6: compiled training (reduce-overhead) after the cast-caching fix, the GPU
+       # compile tests, and the backward at L=1569 (first timing vs repeats, two segmentations)
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 240 python3 benchmarks/model.py --models ours_compiled_ro --frames "" --train-frames 8,16 \
+      --out "$OUT/model_compiled.json" > "$OUT/model_compiled.log" 2>&1
+  grep -v "^    " "$OUT/model_compiled.log" | grep -E "training \||rror" | cut -c1-200; echo "compiled done at $(elapsed)s"
+  timeout 200 python3 -m pytest tests/ops tests/models tests/engine/test_cuda_graph.py -m gpu -k "compile or cuda_graph or graphs" -q --tb=short -p no:cacheprovider \
+      > "$OUT/gpu_tests_compile.log" 2>&1; tail -1 "$OUT/gpu_tests_compile.log" | cut -c1-200
+  for seg in 16,2048 16,4096; do
+    VIDEOMAMBA_SEGMENT_CONFIG=$seg timeout 90 python3 benchmarks/scan.py --backends triton --lengths 1569 \
+        --check-lengths 0 --bwd-check "lean:4,8,0,168,0" --bwd-check-lengths 1569,3137,1569,1569 \
+        --out "$OUT/scan_seg_${seg/,/_}.json" > "$OUT/scan_seg_${seg/,/_}.log" 2>&1
+    grep -E "bwd |rror" "$OUT/scan_seg_${seg/,/_}.log" | sed "s/^/seg $seg /" | cut -c1-170; done
+  echo "done at $(elapsed)s"
   ;;
 run30)  # session 6, final lease, call 1: the official stack's build (sm_90) in the foreground while
        # every GPU test of the final code runs beside it

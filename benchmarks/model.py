@@ -216,7 +216,10 @@ def profile_step(step, top: int = 15) -> dict:
     kernels, host, gpu_us = [], [], 0.0
     for event in prof.key_averages():
         device_us = getattr(event, "self_device_time_total", 0) or 0
-        if getattr(event, "device_type", None) == torch.autograd.DeviceType.CUDA and device_us > 0:
+        on_device = getattr(event, "device_type", None) == torch.autograd.DeviceType.CUDA
+        if on_device and "#" in event.key:  # a record_function range (the optimizer's step),
+            continue                        # not a kernel: it spans idle time between them
+        if on_device and device_us > 0:
             gpu_us += device_us
             kernels.append({"kernel": event.key[:90], "ms_per_step": device_us / 2e3,
                             "calls_per_step": event.count / 2})

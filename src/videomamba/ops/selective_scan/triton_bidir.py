@@ -111,18 +111,15 @@ def _matmul_weights_in(w: BranchWeights, dtype: torch.dtype) -> BranchWeights:
     """Without autograd, the x_proj/dt_proj weights already in the compute dtype, cast once per
     weight version instead of on every call (two launches per branch and block that a CPU-bound
     inference step would otherwise pay)."""
-    return w._replace(x_proj_weight=_cast_once(w.x_proj_weight, dtype, inference=True),
-                      dt_proj_weight=_cast_once(w.dt_proj_weight, dtype, inference=True))
+    return w._replace(x_proj_weight=_cast_once(w.x_proj_weight, dtype),
+                      dt_proj_weight=_cast_once(w.dt_proj_weight, dtype))
 
 
-def _cast_once(weight: Tensor, dtype: torch.dtype, inference: bool = False) -> Tensor:
+def _cast_once(weight: Tensor, dtype: torch.dtype) -> Tensor:
     """``weight.to(dtype)``, kept on the weight itself and redone when the weight changes in place
-    (its version counter moves: an optimizer step, ``load_state_dict``): in training, one cast
-    per step serves the forward and the backward's recomputation. Not kept while compiling, nor
-    while capturing a CUDA graph unless for ``inference`` (whose graphs assume frozen weights,
-    ``utils.cuda_graph``): a training step's replay must redo the cast."""
-    capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
-    if weight.dtype == dtype or torch.compiler.is_compiling() or (capturing and not inference):
+    (its version counter moves: an optimizer step, ``load_state_dict``). For calls without
+    autograd only (inference: CUDA-graph replays assume frozen weights, ``utils.cuda_graph``)."""
+    if weight.dtype == dtype or torch.compiler.is_compiling():
         return weight.to(dtype)
     cached = getattr(weight, "_videomamba_cast", None)
     if cached is None or cached[0] != weight._version or cached[1] != dtype:
@@ -157,8 +154,9 @@ class _Branch(NamedTuple):
 def _branch(u: Tensor, w: BranchWeights, d_state: int, dt_rank: int) -> _Branch:
     """The projections of one branch from its conv output ``u`` ``(B, D, L)``, the weights cast
     to ``u``'s dtype (what autocast does to the linears)."""
-    x_proj_weight = _cast_once(w.x_proj_weight, u.dtype)  # once per step: forward and backward
-    dt_proj_weight = _cast_once(w.dt_proj_weight, u.dtype)
+    # cast per call: kept on the weight, a cast made inside a compiled step's CUDA-graph pool
+    # would outlive the step (cudagraph trees refuse it)
+    x_proj_weight, dt_proj_weight = w.x_proj_weight.to(u.dtype), w.dt_proj_weight.to(u.dtype)
     x_dbl = F.linear(u.transpose(1, 2), x_proj_weight)
     dt, B, C = x_dbl.split([dt_rank, d_state, d_state], dim=-1)
     delta = F.linear(dt, dt_proj_weight).transpose(1, 2)
@@ -401,7 +399,7 @@ def bimamba_mixer_triton(
     if not _needs_grad(hidden, in_proj_weight, *forward, *backward):
         forward, backward = (_matmul_weights_in(forward, hidden.dtype),
                              _matmul_weights_in(backward, hidden.dtype))
-        in_proj_weight = _cast_once(in_proj_weight, hidden.dtype, inference=True)
+        in_proj_weight = _cast_once(in_proj_weight, hidden.dtype)
     y, *_ = _MIXER(hidden, in_proj_weight.to(hidden.dtype), *forward, *backward, d_state,
                    dt_rank)
     return y

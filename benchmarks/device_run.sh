@@ -45,6 +45,7 @@
 #   bash benchmarks/device_run.sh run33   # session 6: compiled training after the cast fix, L=1569
 #   bash benchmarks/device_run.sh run34   # second lease: official build, then
 #   bash benchmarks/device_run.sh run35   # training side by side (ours eager + compiled, official)
+#   bash benchmarks/device_run.sh run36   # session 6: the one-launch pair backward vs segmented
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -337,6 +338,24 @@ run24)  # session 5: in_proj inside the mixer op against .devcarry/old_src (3945
     echo "compiled $v: $(grep -v '^    ' "$OUT/compiled_$v.log" | grep 'training |'; grep -m1 -i error "$OUT/compiled_$v.log" | cut -c1-200)"; done
   echo "done at $(elapsed)s"
   (cd "$OUT" && tar czf run24.tgz --exclude=run24.tgz * && find . -type f ! -name run24.tgz -delete)
+  ;;
+run36)  # session 6: both directions' backward in one launch without the SUMMARY pass (pair) against
+       # the segmented launches (VIDEOMAMBA_LEAN_PAIR=0), same tree: GPU tests of the mixer
+       # path, one mixer ABAB, compiled and eager training ABAB
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 150 python3 -m pytest tests/ops/test_triton_bidir.py -q --tb=short -p no:cacheprovider \
+      > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "at $(elapsed)s"
+  for i in 1 2; do for p in 1 0; do
+    VIDEOMAMBA_LEAN_PAIR=$p timeout 60 python3 benchmarks/mixer.py --lengths 1569,3137,6273 \
+        --out "$OUT/mixer_pair${p}_$i.json" 2>&1 | grep "^| [0-9]" | sed "s/^/pair=$p $i /"; done; done
+  echo "at $(elapsed)s"
+  for p in 1 0; do
+    VIDEOMAMBA_LEAN_PAIR=$p timeout 150 python3 benchmarks/model.py --models ours_compiled_ro,ours \
+        --frames "" --train-frames 8,16 --out "$OUT/train_pair$p.json" > "$OUT/train_pair$p.log" 2>&1
+    grep -v "^    " "$OUT/train_pair$p.log" | grep -E "^training|rror" | sed "s/^/pair=$p /" | cut -c1-200; done
+  echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run36.tgz --exclude=run36.tgz * && find . -type f ! -name run36.tgz -delete)
   ;;
 run34)  # session 6, second lease, call 1: the official stack's build alone (foreground)
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"

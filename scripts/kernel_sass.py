@@ -155,7 +155,7 @@ def summary(records: list[dict]) -> list[dict]:
                      "layout": arithmetic_layout(r["ttgir"]),
                      "resources": r["resources"],
                      "instructions": len(re.findall(r"/\*[0-9a-f]{4,}\*/", r["sass"])),
-                     "loops": loop[:3]})
+                     "loops": loop[:5]})
     return rows
 
 

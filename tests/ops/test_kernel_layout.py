@@ -26,20 +26,32 @@ if not (TOOLS / "ptxas").exists() or not (TOOLS / "cuobjdump").exists():
 INTENDED = "sizePerThread = [1, 4, 1], threadsPerWarp = [8, 4, 1], warpsPerCTA = [1, 1, 1], order = [1, 0, 2]"
 
 
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory) -> list[dict]:
-    """Summary of the six scan launches of one mixer step (scripts/kernel_sass.py), compiled in a
-    process of its own: the other tests switch this one to Triton's CPU interpreter."""
-    out = tmp_path_factory.mktemp("sass") / "summary.json"
+def compile_launches(folder: Path, pair: str) -> list[dict]:
+    """Summary of the scan launches of one mixer step (scripts/kernel_sass.py), compiled in a
+    process of its own (the other tests switch this one to Triton's CPU interpreter), with the
+    backward's two directions in one launch (``pair`` "1") or segmented per direction ("0")."""
+    out = folder / f"summary_{pair}.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    env["VIDEOMAMBA_LEAN_PAIR"] = pair
     subprocess.run([sys.executable, str(ROOT / "scripts" / "kernel_sass.py"), "--which", "all",
                     "--json", str(out)], check=True, env=env, capture_output=True, timeout=600)
     return json.loads(out.read_text())
 
 
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> list[dict]:
+    """The segmented backward's launches (forward pair, SUMMARY + gradient pass per direction),
+    then the one-launch pair backward's (forward pair, pair kernel, dz kernel)."""
+    folder = tmp_path_factory.mktemp("sass")
+    segmented, paired = compile_launches(folder, "0"), compile_launches(folder, "1")
+    assert [r["kernel"] for r in segmented] == ["_tile_fwd"] * 2 + ["_tile_bwd_lean"] * 4
+    assert [r["kernel"] for r in paired] == ["_tile_fwd"] * 2 + ["_tile_bwd_pair",
+                                                                 "_gate_grad_kernel"]
+    return segmented + paired[2:3]
+
+
 def test_every_scan_launch_computes_in_the_intended_layout(compiled):
-    assert len(compiled) == 6  # forward pair, then SUMMARY + gradient pass per direction
     for launch in compiled:
         assert INTENDED in launch["layout"], (launch["kernel"], launch["flags"], launch["layout"])
 
@@ -56,9 +68,11 @@ def test_gradient_pass_sums_dB_dC_by_reduce_scatter_without_spills(compiled):
     # dB/dC over 8 channel lanes: 28 exchanges (reduce-scatter) + 26 for the sums over states,
     # where two butterfly all-reduces took 96 + 26; B/C loaded once per (state, step)
     for launch in compiled[2:]:
-        if launch["flags"]["SUMMARY"]:
+        if launch["flags"].get("SUMMARY"):
             continue
-        grad_loop = min(launch["loops"][:2], key=lambda loop: loop["instructions"])
+        # the innermost loop with the channel sums (the pair kernel nests it in its segments')
+        grad_loop = min((loop for loop in launch["loops"] if loop["opcodes"].get("SHFL", 0) > 20),
+                        key=lambda loop: loop["instructions"])
         assert grad_loop["opcodes"].get("SHFL", 0) <= 60, grad_loop
         assert grad_loop["opcodes"].get("LDG", 0) <= 16, grad_loop
         assert not {"LDL", "STL"} & set(grad_loop["opcodes"]), grad_loop

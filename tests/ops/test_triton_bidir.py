@@ -55,15 +55,21 @@ def reference(xz, fw, bw, d_state, dt_rank):
     return one(xz, fw) + one(xz.flip(-1), bw).flip(-1)
 
 
-@pytest.mark.parametrize("length", [9])
-def test_bidirectional_matches_reference(length):
+# pair "1": both directions' backward in one launch without the SUMMARY pass (the default on
+# a GPU with batch x channels large enough); "0": the segmented launches of each direction
+@pytest.mark.parametrize("pair", ["0", "1"])
+@pytest.mark.parametrize("length", [9, 30])
+def test_bidirectional_matches_reference(length, pair, monkeypatch):
+    monkeypatch.setenv("VIDEOMAMBA_LEAN_PAIR", pair)
     check_bidirectional(length, channels=8, d_state=4, dt_rank=3)
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
+@pytest.mark.parametrize("pair", ["0", "1"])
 @pytest.mark.parametrize("length", [1, 7, 1000])
-def test_gpu_bidirectional_matches_reference(length):
+def test_gpu_bidirectional_matches_reference(length, pair, monkeypatch):
+    monkeypatch.setenv("VIDEOMAMBA_LEAN_PAIR", pair)
     check_bidirectional(length, channels=64, d_state=16, dt_rank=4)
 
 

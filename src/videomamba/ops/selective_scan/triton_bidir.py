@@ -26,7 +26,9 @@ from torch import Tensor
 
 from videomamba.ops.eager import AutogradRoute
 from videomamba.ops.grad_buffers import bias_grad_like, dense_like
+from videomamba.ops.selective_scan.triton_common import segment_length
 from videomamba.ops.selective_scan.triton_op import run_bwd, run_fwd, saved_shape
+from videomamba.ops.selective_scan.triton_tile_bwd import lean_bwd_pair, pair_programs_fill_gpu
 from videomamba.ops.triton_conv import conv_silu_backward, conv_silu_forward
 
 
@@ -57,16 +59,23 @@ def _scan_pair_forward(f: tuple, b: tuple, z: Tensor) -> tuple[Tensor, Tensor, T
 def _scan_pair_backward(dy: Tensor, f: tuple, b: tuple, z: Tensor, ck_f: Tensor,
                         ck_b: Tensor) -> list[Tensor]:
     """Gradients of :func:`_scan_pair_forward`: per branch (du, ddelta, dA, dB, dC, dD,
-    ddelta_bias), then dz. The first launch writes its ungated output to a float32 buffer so
-    that the second, which owns the gate, can form dz."""
+    ddelta_bias), then dz. With enough programs for the GPU, one launch for both directions
+    without the SUMMARY pass (``lean_bwd_pair``); otherwise one direction after the other: the
+    first launch writes its ungated output to a float32 buffer so that the second, which owns
+    the gate, can form dz."""
+    batch, channels, length = z.shape
+    if pair_programs_fill_gpu(batch, channels, f[2].shape[1]):
+        seg_len = segment_length(batch, channels, length)
+        g_f, g_b, dz = lean_bwd_pair(dy, f, b, z, True, ck_f, ck_b, seg_len, a_is_log=True)
+        return [g[k] for g in (g_f, g_b) for k in _GRAD_KEYS] + [dz]
     partner = torch.empty_like(dy, dtype=torch.float32)
     g_f = run_bwd(dy, *f[:6], z, f[6], True, ck_f, z_mode=1, partner=partner, a_is_log=True)
     g_b = run_bwd(dy, *b[:6], z, b[6], True, ck_b, reverse=True, z_mode=2, partner=partner,
                   a_is_log=True)
-    grads = []
-    for g in (g_f, g_b):
-        grads += [g["du"], g["ddelta"], g["dA"], g["dB"], g["dC"], g["dD"], g["ddelta_bias"]]
-    return grads + [g_b["dz"]]
+    return [g[k] for g in (g_f, g_b) for k in _GRAD_KEYS] + [g_b["dz"]]
+
+
+_GRAD_KEYS = ("du", "ddelta", "dA", "dB", "dC", "dD", "ddelta_bias")
 
 
 def bidirectional_conv_silu_grouped(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,

@@ -122,7 +122,9 @@ def mixer_scan_inputs(batch: int, length: int, channels: int, n_state: int, dt_r
 def compile_mixer_scans(which: str = "all", batch: int = 8, length: int = 1569,
                         channels: int = 768, n_state: int = 16, dt_rank: int = 24) -> list[dict]:
     """Records of the scan launches of one mixer step (VideoMamba-S defaults): the forward pair
-    (``which`` fwd or all) and the backward's four launches (bwd or all)."""
+    (``which`` fwd or all) and the backward's launches (bwd or all): the pair kernel and the dz
+    kernel where the grid fills the GPU (VideoMamba-S at batch 8), SUMMARY + gradient pass per
+    direction otherwise or with ``VIDEOMAMBA_LEAN_PAIR=0``."""
     from videomamba.ops.selective_scan import triton_bidir
 
     f, b, z = mixer_scan_inputs(batch, length, channels, n_state, dt_rank)

@@ -178,3 +178,18 @@ def test_eager_route_matches_the_custom_op(monkeypatch):
     got = run()
     for g, w in zip(got, want):
         assert torch.allclose(g, w, rtol=1e-6, atol=1e-7)
+
+
+def test_fake_tensors_take_the_custom_op_and_its_fake_kernel():
+    """Shape propagation with fake tensors (as ``torch.compile``'s tracing or a user's
+    FakeTensorMode does) goes through the custom op's fake kernel, not the Triton kernels."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        h = torch.empty(2, 5, 16, device=DEVICE, requires_grad=True)
+        residual = torch.empty(2, 5, 16, device=DEVICE)
+        weight = torch.empty(16, device=DEVICE, requires_grad=True)
+        normed, summed = add_rms_norm_triton(h, residual, weight, 1e-5)
+        normed.sum().backward()
+    assert normed.shape == summed.shape == (2, 5, 16)
+    assert h.grad.shape == (2, 5, 16) and weight.grad.shape == (16,)

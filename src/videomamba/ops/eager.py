@@ -6,8 +6,9 @@ autograd wrapper, default filling, aliasing checks) runs around every call on th
 bounds eager training and short-clip inference (docs/kernels.md, session 6). An
 :class:`AutogradRoute` calls the same implementation directly instead: through a plain
 ``torch.autograd.Function`` when a gradient is needed, as a function call when none is, and
-through the custom op while ``torch.compile`` traces. ``VIDEOMAMBA_EAGER_OPS=0`` sends eager
-calls through the custom ops too (the comparison in ``benchmarks/host_overhead.py``).
+through the custom op while ``torch.compile`` traces and for fake or meta tensors.
+``VIDEOMAMBA_EAGER_OPS=0`` sends eager calls through the custom ops too (the comparison in
+``benchmarks/host_overhead.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
 
 
 def eager_routes_enabled() -> bool:
@@ -29,6 +31,15 @@ def _needs_grad(args: tuple) -> bool:
         isinstance(a, Tensor) and a.requires_grad for a in args)
 
 
+def _use_op(args: tuple) -> bool:
+    """Whether a call goes through the custom op: while compiling, when eager routes are off, and
+    for fake or meta tensors (shape propagation: the op has a fake kernel, the kernels do not)."""
+    if torch.compiler.is_compiling() or not eager_routes_enabled():
+        return True
+    first = next((a for a in args if isinstance(a, Tensor)), None)
+    return first is not None and (first.is_meta or is_fake(first))
+
+
 class OpRoute:
     """A custom op without autograd of its own (a backward op): ``impl`` in eager mode, the op
     while compiling."""
@@ -37,7 +48,7 @@ class OpRoute:
         self.op, self.impl = op, impl
 
     def __call__(self, *args: Any) -> Any:
-        if torch.compiler.is_compiling() or not eager_routes_enabled():
+        if _use_op(args):
             return self.op(*args)
         return self.impl(*args)
 
@@ -53,7 +64,7 @@ class AutogradRoute:
         self.setup_context, self.backward = setup_context, backward_eager
 
     def __call__(self, *args: Any) -> Any:
-        if torch.compiler.is_compiling() or not eager_routes_enabled():
+        if _use_op(args):
             return self.op(*args)
         if _needs_grad(args):
             return _EagerFunction.apply(self, *args)

@@ -17,7 +17,8 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
+
+from model import inference_step, training_step  # benchmarks/model.py, beside this file
 
 from videomamba import create_model
 
@@ -38,21 +39,8 @@ def per_step_ms(step, steps: int = 20, repeats: int = 3) -> float:
 
 
 def steps(model: torch.nn.Module) -> dict:
+    """Inference, training (``model.py``'s steps) and forward+backward alone, on the tiny clip."""
     clip = torch.randn(1, 3, 1, 32, 32, device="cuda")
-    labels = torch.zeros(1, dtype=torch.long, device="cuda")
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    @torch.no_grad()
-    def inference():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            model(clip)
-
-    def training():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(clip).float(), labels)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
     def forward_backward():
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -60,7 +48,9 @@ def steps(model: torch.nn.Module) -> dict:
         loss.backward()
         model.zero_grad(set_to_none=True)
 
-    return {"inference": inference, "training": training, "forward_backward": forward_backward}
+    return {"inference": inference_step(model, 1, batch=1, img=32),
+            "training": training_step(model, 1, batch=1, img=32),
+            "forward_backward": forward_backward}
 
 
 def main() -> int:

@@ -155,11 +155,12 @@ def timed_with_peak(step, warmup: int, iters: int) -> dict:
     return {"clips_per_s": BATCH / ms * 1e3, "ms": ms, "peak_gib": peak}
 
 
-def inference_step(model: nn.Module, frames: int, cuda_graph: bool = False):
+def inference_step(model: nn.Module, frames: int, cuda_graph: bool = False, batch: int = BATCH,
+                   img: int = IMG):
     """One bf16-autocast forward of a random batch, without gradients; with ``cuda_graph``,
     replayed from a CUDA graph (videomamba.utils.cuda_graph), which takes the host's launch
     overhead out."""
-    clip = torch.randn(BATCH, 3, frames, IMG, IMG, device="cuda")
+    clip = torch.randn(batch, 3, frames, img, img, device="cuda")
     if cuda_graph:
         from videomamba.utils.cuda_graph import CudaGraphRunner
 
@@ -174,10 +175,10 @@ def inference_step(model: nn.Module, frames: int, cuda_graph: bool = False):
     return step
 
 
-def training_step(model: nn.Module, frames: int):
+def training_step(model: nn.Module, frames: int, batch: int = BATCH, img: int = IMG):
     """One bf16-autocast forward, backward and AdamW step on a random batch."""
-    clip = torch.randn(BATCH, 3, frames, IMG, IMG, device="cuda")
-    labels = torch.randint(0, 400, (BATCH,), device="cuda")
+    clip = torch.randn(batch, 3, frames, img, img, device="cuda")
+    labels = torch.randint(0, 400, (batch,), device="cuda")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():

@@ -40,19 +40,6 @@ def _use_op(args: tuple) -> bool:
     return first is not None and (first.is_meta or is_fake(first))
 
 
-class OpRoute:
-    """A custom op without autograd of its own (a backward op): ``impl`` in eager mode, the op
-    while compiling."""
-
-    def __init__(self, op: Callable, impl: Callable):
-        self.op, self.impl = op, impl
-
-    def __call__(self, *args: Any) -> Any:
-        if _use_op(args):
-            return self.op(*args)
-        return self.impl(*args)
-
-
 class AutogradRoute:
     """A custom op with autograd: the op while compiling; eagerly, ``impl`` through
     :class:`_EagerFunction` with the op's own ``setup_context`` and a ``backward`` that calls the

@@ -50,6 +50,15 @@ class AutogradRoute:
         self.op, self.impl = op, impl
         self.setup_context, self.backward = setup_context, backward_eager
 
+    @classmethod
+    def register(cls, op: Callable, impl: Callable, bwd_op: Callable, bwd_impl: Callable,
+                 setup_context: Callable, backward_with: Callable) -> "AutogradRoute":
+        """Register ``op``'s autograd (``backward_with(bwd_op)``, for ``torch.compile``) and
+        return its eager route, whose backward is ``backward_with(bwd_impl)``: one backward
+        written once for both ways in."""
+        op.register_autograd(backward_with(bwd_op), setup_context=setup_context)
+        return cls(op, impl, setup_context, backward_with(bwd_impl))
+
     def __call__(self, *args: Any) -> Any:
         if _use_op(args):
             return self.op(*args)

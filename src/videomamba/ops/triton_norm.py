@@ -190,9 +190,8 @@ def _backward_with(bwd):
     return backward
 
 
-_add_rms_norm_fwd.register_autograd(_backward_with(_add_rms_norm_bwd), setup_context=_setup_context)
-_ADD_RMS_NORM = AutogradRoute(_add_rms_norm_fwd, _add_rms_norm_fwd_impl, _setup_context,
-                              _backward_with(_add_rms_norm_bwd_impl))
+_ADD_RMS_NORM = AutogradRoute.register(_add_rms_norm_fwd, _add_rms_norm_fwd_impl, _add_rms_norm_bwd,
+                                       _add_rms_norm_bwd_impl, _setup_context, _backward_with)
 
 
 def add_rms_norm_triton(h: Tensor, residual: Tensor | None, weight: Tensor, eps: float,

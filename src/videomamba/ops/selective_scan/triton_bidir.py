@@ -314,8 +314,7 @@ def _recompute_autograd(fwd_op, fwd_impl, bwd_op, bwd_impl, n_lead: int) -> Auto
             return (*grads, None, None)
         return backward
 
-    fwd_op.register_autograd(backward_with(bwd_op), setup_context=setup)
-    return AutogradRoute(fwd_op, fwd_impl, setup, backward_with(bwd_impl))
+    return AutogradRoute.register(fwd_op, fwd_impl, bwd_op, bwd_impl, setup, backward_with)
 
 
 _INNER = _recompute_autograd(_bimamba_inner_fwd, _inner_fwd_impl, _bimamba_inner_bwd,

@@ -125,8 +125,8 @@ def _backward_with(bwd):
     return backward
 
 
-_scan_fwd_op.register_autograd(_backward_with(_scan_bwd_op), setup_context=_setup_context)
-_SCAN = AutogradRoute(_scan_fwd_op, _scan_fwd_impl, _setup_context, _backward_with(_scan_bwd_impl))
+_SCAN = AutogradRoute.register(_scan_fwd_op, _scan_fwd_impl, _scan_bwd_op, _scan_bwd_impl,
+                               _setup_context, _backward_with)
 
 
 def selective_scan_triton(

@@ -50,6 +50,7 @@ the segmented bidirectional pair, which owns the gate). Measurements: ``docs/ker
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 import triton
@@ -582,20 +583,16 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
     n_state = A.shape[1]
     B4, C4 = as_groups(B), as_groups(C)
     chans_per_group = channels // B4.shape[1]
-    t, block_d, slots_per_sm, maxnreg, prefetch = lean_bwd_config()
-    if seg_len % t:
-        raise ValueError(f"backward segment length {seg_len} is not a multiple of the tile {t}")
-    block_d = block_for_groups(block_d, chans_per_group)
-    n_pow2 = max(triton.next_power_of_2(n_state), 2)
-    n_seg = triton.cdiv(max(length, 1), seg_len)
+    geo = _geometry(channels, n_state, length, chans_per_group, seg_len)
+    t, block_d, n_pow2, n_seg, n_blocks = geo.t, geo.block_d, geo.n_pow2, geo.n_seg, geo.n_blocks
     n_ck = ck.shape[1]
     assert n_ck == (max(length, 1) - 1) // seg_len, "forward and backward segmentations differ"
     f32 = dict(device=u.device, dtype=torch.float32)
     if not _dense(dy):
         dy = dy.contiguous()
-    n_blocks = triton.cdiv(channels, block_d)
     n_work = batch * n_blocks * n_seg
-    programs = n_work if slots_per_sm <= 0 else min(n_work, slots_per_sm * _multiprocessors())
+    programs = (n_work if geo.slots_per_sm <= 0
+                else min(n_work, geo.slots_per_sm * _multiprocessors()))
     gseg = torch.empty(batch, n_seg, n_pow2, channels, **f32)
     dnext = torch.empty(batch, n_seg, channels, **f32)
     out = _gradient_buffers(dy, u, delta, A, B4, C4, D, delta_bias)
@@ -613,19 +610,49 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
             batch, n_blocks, length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
             *u.stride(), *delta.stride(), *zz.stride(), *dy.stride(),
             *B4.stride(), *C4.stride(), sA_d, sA_n)
-    flags = dict(N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None, HAS_Z=z is not None,
-                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                 REVERSE=bool(reverse), HAS_DLAST=dlast is not None, Z_MODE=z_mode,
-                 SPLIT_N=block_d < 32, num_warps=max(block_d // 32, 1),
-                 BC_ATOMICS=os.environ.get("VIDEOMAMBA_LEAN_ABLATE") != "atomics",
-                 BC_MODE=_bc_mode(block_d, n_pow2, t),
-                 PREFETCH=prefetch, A_IS_LOG=bool(a_is_log))
-    if maxnreg > 0:
-        flags["maxnreg"] = maxnreg
+    flags = _flags(geo, D, delta_bias, delta_softplus, a_is_log, HAS_Z=z is not None,
+                   REVERSE=bool(reverse), HAS_DLAST=dlast is not None, Z_MODE=z_mode,
+                   BC_ATOMICS=os.environ.get("VIDEOMAMBA_LEAN_ABLATE") != "atomics")
     if n_seg > 1:  # no scratch: one program per work item, as many warps as fit
         _tile_bwd_lean[(n_work,)](*args, SUMMARY=True, **flags)
     _tile_bwd_lean[(programs,)](*args, SUMMARY=False, **flags)
     return _shaped(out, B, C) | {"dz": dz}
+
+
+class _Geometry(NamedTuple):
+    """How a backward launch tiles its problem: ``lean_bwd_config`` for these channels."""
+
+    t: int
+    block_d: int
+    slots_per_sm: int
+    maxnreg: int
+    prefetch: bool
+    n_pow2: int  # N padded to a power of two
+    n_seg: int
+    n_blocks: int
+
+
+def _geometry(channels: int, n_state: int, length: int, chans_per_group: int,
+              seg_len: int) -> _Geometry:
+    t, block_d, slots_per_sm, maxnreg, prefetch = lean_bwd_config()
+    if seg_len % t:
+        raise ValueError(f"backward segment length {seg_len} is not a multiple of the tile {t}")
+    block_d = block_for_groups(block_d, chans_per_group)
+    return _Geometry(t, block_d, slots_per_sm, maxnreg, prefetch,
+                     max(triton.next_power_of_2(n_state), 2), triton.cdiv(max(length, 1), seg_len),
+                     triton.cdiv(channels, block_d))
+
+
+def _flags(geo: _Geometry, D, delta_bias, delta_softplus, a_is_log, **more) -> dict:
+    """The launch options and constexprs both backward kernels take, plus ``more``."""
+    flags = dict(N=geo.n_pow2, BLOCK_D=geo.block_d, T=geo.t, HAS_D=D is not None,
+                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                 SPLIT_N=geo.block_d < 32, BC_MODE=_bc_mode(geo.block_d, geo.n_pow2, geo.t),
+                 PREFETCH=geo.prefetch, A_IS_LOG=bool(a_is_log),
+                 num_warps=max(geo.block_d // 32, 1), **more)
+    if geo.maxnreg > 0:
+        flags["maxnreg"] = geo.maxnreg
+    return flags
 
 
 def _or(t: Tensor | None, stand_in: Tensor) -> Tensor:
@@ -672,17 +699,13 @@ def lean_bwd_pair(dy: Tensor, f: tuple, b: tuple, z: Tensor, delta_softplus: boo
     no SUMMARY pass) and ``dz`` of the shared gate. ``f``/``b``: each direction's ``(u, delta,
     A, B, C, D, delta_bias)`` with the same strides; the reverse one scans from t = L-1 down.
     Returns each direction's gradients (as :func:`lean_bwd`) and ``dz``."""
-    u, delta, A, B, C, D, delta_bias = f
+    u, delta, A, _, _, D, delta_bias = f
     batch, channels, length = u.shape
     n_state = A.shape[1]
-    t, block_d, _, maxnreg, prefetch = lean_bwd_config()
-    if seg_len % t:
-        raise ValueError(f"backward segment length {seg_len} is not a multiple of the tile {t}")
     B4s, C4s = (as_groups(f[3]), as_groups(b[3])), (as_groups(f[4]), as_groups(b[4]))
     chans_per_group = channels // B4s[0].shape[1]
-    block_d = block_for_groups(block_d, chans_per_group)
-    n_pow2 = max(triton.next_power_of_2(n_state), 2)
-    n_seg = triton.cdiv(max(length, 1), seg_len)
+    geo = _geometry(channels, n_state, length, chans_per_group, seg_len)
+    t, block_d, n_pow2, n_seg, n_blocks = geo.t, geo.block_d, geo.n_pow2, geo.n_seg, geo.n_blocks
     n_ck = ck_f.shape[1]
     for x, y in ((f[0], b[0]), (f[1], b[1]), (B4s[0], B4s[1]), (C4s[0], C4s[1])):
         if x.stride() != y.stride():
@@ -691,7 +714,6 @@ def lean_bwd_pair(dy: Tensor, f: tuple, b: tuple, z: Tensor, delta_softplus: boo
         raise ValueError("lean_bwd_pair: both directions need D and delta_bias alike")
     if not _dense(dy):
         dy = dy.contiguous()
-    n_blocks = triton.cdiv(channels, block_d)
     f32 = dict(device=u.device, dtype=torch.float32)
     scratch = torch.empty(2 * batch * n_blocks * (seg_len // t) * n_pow2 * block_d, **f32)
     per_dir = []
@@ -708,12 +730,7 @@ def lean_bwd_pair(dy: Tensor, f: tuple, b: tuple, z: Tensor, delta_softplus: boo
             batch, n_blocks, length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
             *u.stride(), *delta.stride(), *z.stride(), *dy.stride(),
             *B4s[0].stride(), *C4s[0].stride(), sA_d, sA_n)
-    flags = dict(N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None, HAS_Z=True,
-                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                 SPLIT_N=block_d < 32, BC_MODE=_bc_mode(block_d, n_pow2, t), PREFETCH=prefetch,
-                 A_IS_LOG=bool(a_is_log), num_warps=max(block_d // 32, 1))
-    if maxnreg > 0:
-        flags["maxnreg"] = maxnreg
+    flags = _flags(geo, D, delta_bias, delta_softplus, a_is_log, HAS_Z=True)
     _tile_bwd_pair[(2 * batch * n_blocks,)](*args, **flags)
     out_f, out_b = per_dir[0][16], per_dir[1][16]
     dz = gate_grad(dy, z, out_f.pop("partner"), out_b.pop("partner"))

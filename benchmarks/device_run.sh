@@ -46,6 +46,8 @@
 #   bash benchmarks/device_run.sh run34   # second lease: official build, then
 #   bash benchmarks/device_run.sh run35   # training side by side (ours eager + compiled, official)
 #   bash benchmarks/device_run.sh run36   # session 6: the one-launch pair backward vs segmented
+#   bash benchmarks/device_run.sh run39   # session 7: softplus and vector loads vs 5f295ec (ABAB),
+#                                         # official build in the background for run31 / run35
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -94,6 +96,37 @@ PY
 }
 
 case "${1:-scan}" in
+run39)  # session 7: softplus without log2's polynomial, 16-byte B/C and channel loads in the
+       # forward, against .devcarry/old_src (5f295ec): the official build in the background (for
+       # run31 / run35 on this machine), GPU tests, the scan in the model's layout ABAB, the mixer
+       # ("novec": VIDEOMAMBA_CHANNEL_VECTORS=0 turned off the channel vectors of that tree; they
+       # measured no gain and were removed after run 39, with the variable)
+  OLD=$PWD/.devcarry/old_src; NEW=$PWD/src; echo "old: $(cat $OLD/COMMIT)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  (setsid bash "$0" build > /tmp/build.log 2>&1 &)
+  timeout 260 python3 -m pytest tests/ops/test_triton_scan.py tests/ops/test_triton_bidir.py \
+      tests/ops/test_kernel_layout.py tests/engine/test_cuda_graph.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "at $(elapsed)s"
+  for i in 1 2; do for v in new old novec; do P=$NEW; [ $v = old ] && P=$OLD
+    [ $v = novec ] && [ $i = 2 ] && continue
+    CHECK=0; [ $v = new ] && [ $i = 1 ] && CHECK=1569
+    VIDEOMAMBA_CHANNEL_VECTORS=$([ $v = novec ] && echo 0 || echo 1) PYTHONPATH=$P timeout 90 \
+        python3 benchmarks/scan.py --backends triton --layout model --lengths 1569,3137,6273,12545 \
+        --check-lengths $CHECK --out "$OUT/scan_${v}_$i.json" > "$OUT/scan_${v}_$i.log" 2>&1
+    grep -E '^\{' "$OUT/scan_${v}_$i.log" | python3 -c "
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line); t = r['triton']
+    print('$v $i', r['L'], 'fwd %.3f fwd_bwd %.3f' % (t['fwd_ms'], t['fwd_bwd_ms']), 'vs_ref' in r and r['vs_ref'] or '')"
+    done; done
+  echo "at $(elapsed)s"
+  for i in 1 2; do for v in new old; do P=$NEW; [ $v = old ] && P=$OLD
+    PYTHONPATH=$P timeout 60 python3 benchmarks/mixer.py --lengths 1569,6273 \
+        --out "$OUT/mixer_${v}_$i.json" 2>&1 | grep "^| [0-9]" | sed "s/^/$v $i /"; done; done
+  echo "build ok so far: $([ -f /tmp/build.ok ] && echo yes || echo no); done at $(elapsed)s"
+  (cd "$OUT" && tar czf run39.tgz --exclude=run39.tgz * && find . -type f ! -name run39.tgz -delete)
+  ;;
 run8)  # session 3, last call: the whole model (inference with the fused conv kernel, training)
        # beside the official model in one lease, with the full GPU test run while mamba_ssm builds.
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/device.txt"

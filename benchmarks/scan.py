@@ -69,21 +69,45 @@ def warm_up_gpu(seconds: float = 2.0) -> None:
         torch.cuda.synchronize()
 
 
-def make_inputs(length: int, grad: bool, seed: int = 0, batch: int = BATCH) -> dict:
+DT_RANK = 24  # VideoMamba-S: x_proj's output is (B, L, 24 + 2 * 16)
+
+
+def make_inputs(length: int, grad: bool, seed: int = 0, batch: int = BATCH,
+                layout: str = "contiguous") -> dict:
+    """The scan's inputs, ``(B, D, L)``/``(B, N, L)`` contiguous, or with ``layout="model"`` in
+    the memory the mixer hands our kernels: u, delta, z in ``(B, L, D)`` memory, B and C slices
+    of x_proj's ``(B, L, dt_rank + 2N)`` output. ``leaves`` holds the tensors gradients reach."""
     gen = torch.Generator(device="cuda").manual_seed(seed)
+    leaves = []
+
+    def leaf(t):
+        t = t.requires_grad_(grad)
+        leaves.append(t)
+        return t
 
     def rand(*shape, scale=1.0, dtype=torch.bfloat16):
         t = torch.randn(*shape, generator=gen, device="cuda") * scale
-        return t.to(dtype).requires_grad_(grad)
+        if layout == "model" and len(shape) == 3:  # (B, D, L) from (B, L, D) memory
+            return leaf(t.transpose(1, 2).contiguous().to(dtype)).transpose(1, 2)
+        return leaf(t.to(dtype))
+
+    def b_and_c():
+        if layout != "model":
+            return rand(batch, N_STATE, length), rand(batch, N_STATE, length)
+        x_dbl = leaf(torch.randn(batch, length, DT_RANK + 2 * N_STATE, generator=gen,
+                                 device="cuda").to(torch.bfloat16))
+        return (x_dbl[..., DT_RANK:DT_RANK + N_STATE].transpose(1, 2),
+                x_dbl[..., DT_RANK + N_STATE:].transpose(1, 2))
 
     A = (-torch.exp(torch.log(torch.arange(1, N_STATE + 1, device="cuda").float()))
          .repeat(CHANNELS, 1) * (1 + 0.1 * torch.rand(CHANNELS, N_STATE, generator=gen, device="cuda")))
+    u, delta = rand(batch, CHANNELS, length), rand(batch, CHANNELS, length, scale=0.5)
+    B, C = b_and_c()
     return {
-        "u": rand(batch, CHANNELS, length), "delta": rand(batch, CHANNELS, length, scale=0.5),
-        "A": A.requires_grad_(grad), "B": rand(batch, N_STATE, length),
-        "C": rand(batch, N_STATE, length), "D": rand(CHANNELS, dtype=torch.float32),
-        "z": rand(batch, CHANNELS, length),
-        "delta_bias": (torch.rand(CHANNELS, generator=gen, device="cuda") * -4 - 1).requires_grad_(grad),
+        "u": u, "delta": delta, "A": leaf(A), "B": B, "C": C,
+        "D": rand(CHANNELS, dtype=torch.float32), "z": rand(batch, CHANNELS, length),
+        "delta_bias": leaf(torch.rand(CHANNELS, generator=gen, device="cuda") * -4 - 1),
+        "leaves": leaves,
     }
 
 
@@ -113,16 +137,17 @@ def scan_fn(backend: str):
     raise ValueError(backend)
 
 
-def time_scan(backend: str, length: int, backward: bool = True, batch: int = BATCH) -> dict:
+def time_scan(backend: str, length: int, backward: bool = True, batch: int = BATCH,
+              layout: str = "contiguous") -> dict:
     fn = scan_fn(backend)
-    x = make_inputs(length, grad=True, batch=batch)
+    x = make_inputs(length, grad=True, batch=batch, layout=layout)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
     with torch.no_grad():
         fwd = bench_ms(lambda: fn(*args))
     if not backward:
         return {"fwd_ms": fwd}
     dy = torch.randn_like(x["u"])
-    leaves = [x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
+    leaves = x["leaves"]
 
     def fwd_bwd():
         for t in leaves:
@@ -165,7 +190,8 @@ def cross_check(length: int, backends: list[str]) -> dict:
         x = make_inputs(length, grad=True, seed=7)
         y = fn(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True)
         y.float().square().mean().backward()
-        runs[name] = (y, {k: v.grad for k, v in x.items()})
+        runs[name] = (y, {k: x[k].grad for k in ("u", "delta", "A", "B", "C", "D", "z",
+                                                  "delta_bias")})
     rel = lambda a, b: ((a.float() - b.float()).norm() / b.float().norm()).item()  # noqa: E731
     y_ref, g_ref = runs.pop("ref")
     return {name: {"y": rel(y, y_ref), **{"d" + k: rel(g[k], g_ref[k]) for k in g}}
@@ -329,6 +355,11 @@ def main() -> int:
     parser.add_argument("--out", default="scan.json")
     parser.add_argument("--backends", default="triton,torch,mamba_ssm,sdpa")
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
+    parser.add_argument("--layout", choices=("contiguous", "model"), default="contiguous",
+                        help="memory layout of our kernel's inputs: contiguous (B, D, L), or the "
+                             "mixer's (u, delta, z in (B, L, D) memory, B/C slices of x_proj's "
+                             "output); the official kernel always gets contiguous inputs, as its "
+                             "model gives it")
     parser.add_argument("--sweep", action="store_true", help="tune the Triton configs first")
     parser.add_argument("--sweep-length", type=int, default=3137)
     parser.add_argument("--check-lengths", default="1569", help="lengths of the reference check")
@@ -355,6 +386,7 @@ def main() -> int:
         "device": torch.cuda.get_device_name(), "torch": torch.__version__,
         "python": platform.python_version(),
         "problem": {"batch": BATCH, "channels": CHANNELS, "n_state": N_STATE, "dtype": "bf16"},
+        "triton_layout": args.layout,
     }
     import triton
 
@@ -395,7 +427,9 @@ def main() -> int:
             if backend == "torch" and length > args.torch_max_length:
                 continue
             try:
-                row[backend] = time_sdpa(length) if backend == "sdpa" else time_scan(backend, length)
+                layout = args.layout if backend == "triton" else "contiguous"
+                row[backend] = (time_sdpa(length) if backend == "sdpa"
+                                else time_scan(backend, length, layout=layout))
             except torch.cuda.OutOfMemoryError as err:
                 row[backend] = {"error": f"out of memory: {str(err)[:120]}"}
             torch.cuda.empty_cache()

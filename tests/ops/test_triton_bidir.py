@@ -73,11 +73,81 @@ def test_gpu_bidirectional_matches_reference(length, pair, monkeypatch):
     check_bidirectional(length, channels=64, d_state=16, dt_rank=4)
 
 
-def check_bidirectional(length, channels, d_state, dt_rank):
+# The model's memory layout: xz (B, L, 2D) seen as (B, 2D, L), and x_proj widths whose B/C
+# slices start on 16 bytes (dt_rank and d_state multiples of 8): the kernels then read the
+# states of one step in vectors and drop the state mask (``bc_alignment``); the test checks that
+# they did.
+@pytest.mark.parametrize("pair", ["0", "1"])
+@pytest.mark.parametrize("length", [9, 30])
+def test_bidirectional_vector_loads_match_reference(length, pair, monkeypatch):
+    monkeypatch.setenv("VIDEOMAMBA_LEAN_PAIR", pair)
+    taken = spy_alignments(monkeypatch)
+    check_bidirectional(length, channels=8, d_state=8, dt_rank=8, channels_last=True)
+    assert taken == {4}  # float32: 16 bytes are 4 elements
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
+@pytest.mark.parametrize("pair", ["0", "1"])
+@pytest.mark.parametrize("length", [7, 1000, 3137])
+def test_gpu_bidirectional_vector_loads_match_reference(length, pair, monkeypatch):
+    monkeypatch.setenv("VIDEOMAMBA_LEAN_PAIR", pair)
+    taken = spy_alignments(monkeypatch)
+    check_bidirectional(length, channels=64, d_state=16, dt_rank=8, channels_last=True)
+    assert taken == {4}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
+@pytest.mark.parametrize("length", [7, 3137])
+def test_gpu_bidirectional_bf16_vector_loads(length, monkeypatch):
+    """The model's case: bfloat16 activations, 16-byte vectors (8 channels, 8 states); against
+    the float32 reference on the same (rounded) inputs, values and gradients to bf16 accuracy."""
+    taken = spy_alignments(monkeypatch)
+    channels, d_state, dt_rank = 64, 16, 8
     gen = torch.Generator().manual_seed(length)
     fw = branch(channels, d_state, dt_rank, 4, gen)
     bw = branch(channels, d_state, dt_rank, 4, gen)
-    xz = torch.randn(1, 2 * channels, length, generator=gen).to(DEVICE).requires_grad_()
+    xz = torch.randn(2, length, 2 * channels, generator=gen).to(DEVICE, torch.bfloat16)
+    xz = xz.transpose(1, 2).requires_grad_()
+    y = bimamba_inner_triton(xz, fw, bw, d_state, dt_rank)
+    assert taken == {8}
+    xz_ref = xz.detach().float().requires_grad_()
+    y_ref = reference(xz_ref, fw, bw, d_state, dt_rank)
+    dy = torch.randn_like(y_ref)
+    (grad,) = torch.autograd.grad((y.float() * dy).sum(), [xz])
+    (grad_ref,) = torch.autograd.grad((y_ref * dy).sum(), [xz_ref])
+    for name, got, want in (("y", y, y_ref), ("xz", grad, grad_ref)):
+        err = ((got.float() - want).double().norm() / want.double().norm()).item()
+        assert err < 3e-2, f"{name}: relative error {err:.2e}"
+
+
+def spy_alignments(monkeypatch) -> set[int]:
+    """Record what the launchers' B/C alignment checks return."""
+    from videomamba.ops.selective_scan import triton_tile, triton_tile_bwd
+
+    taken: set[int] = set()
+
+    def recording(fn):
+        def wrapper(*args):
+            taken.add(fn(*args))
+            return fn(*args)
+        return wrapper
+
+    for module in (triton_tile, triton_tile_bwd):
+        monkeypatch.setattr(module, "bc_alignment", recording(module.bc_alignment))
+    return taken
+
+
+def check_bidirectional(length, channels, d_state, dt_rank, channels_last=False):
+    gen = torch.Generator().manual_seed(length)
+    fw = branch(channels, d_state, dt_rank, 4, gen)
+    bw = branch(channels, d_state, dt_rank, 4, gen)
+    if channels_last:
+        xz = torch.randn(1, length, 2 * channels, generator=gen).to(DEVICE).transpose(1, 2)
+    else:
+        xz = torch.randn(1, 2 * channels, length, generator=gen).to(DEVICE)
+    xz.requires_grad_()
     leaves = [xz, *[t for t in fw if t is not None], *[t for t in bw if t is not None]]
 
     y = bimamba_inner_triton(xz, fw, bw, d_state, dt_rank)

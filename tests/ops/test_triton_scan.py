@@ -165,6 +165,23 @@ def test_segments_link_forward_and_backward():
 
 
 @pytest.mark.skipif(ON_GPU, reason="CPU interpreter test")
+def test_vector_widths_follow_the_memory_layout():
+    """The host check that lets the kernels read B and C in 16-byte vectors answers from the
+    tensors' strides, starts and dtypes, and says 1 wherever a vector could straddle."""
+    from videomamba.ops.selective_scan.triton_common import as_groups, bc_alignment
+
+    def b_slice(width, start, dtype=torch.bfloat16, length=9):  # x_proj-like (B, L, width)
+        return as_groups(torch.empty(2, length, width, dtype=dtype)[..., start:start + 16]
+                         .transpose(1, 2))
+
+    assert bc_alignment(b_slice(56, 24), b_slice(56, 40)) == 8  # VideoMamba-S
+    assert bc_alignment(b_slice(44, 12), b_slice(44, 28)) == 4  # Tiny: 8-byte starts
+    assert bc_alignment(b_slice(56, 24, torch.float32)) == 4  # 16 bytes of float32
+    assert bc_alignment(b_slice(56, 24), b_slice(57, 25)) == 1  # one odd tensor: none
+    assert bc_alignment(as_groups(torch.empty(2, 16, 9))) == 1  # states not contiguous
+    assert bc_alignment(b_slice(58, 26)) == 2  # starts 4 bytes in
+
+
 def test_compiles_without_graph_breaks():
     """The custom op traces under torch.compile(fullgraph=True), forward and backward."""
     inputs = make_inputs(1, 4, 3, 5, torch.float32)

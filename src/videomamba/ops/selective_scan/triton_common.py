@@ -45,22 +45,54 @@ def _exp2(x):
 
 
 @triton.jit
-def _sigmoid(x):
-    """``1 / (1 + exp(-x))`` in float32 through :func:`_exp2` and, on the GPU, the approximate
-    reciprocal (``tl.sigmoid`` divides exactly)."""
-    d = 1.0 + _exp2(x * -1.4426950408889634)
+def _rcp(x):
+    """``1 / x`` in float32: on the GPU the approximate reciprocal (``rcp.approx.ftz``, 1 ulp)."""
     if FAST_MATH:
-        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [d],
+        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [x],
                                          dtype=tl.float32, is_pure=True, pack=1)
     else:
-        return 1.0 / d
+        return 1.0 / x
+
+
+@triton.jit
+def _sigmoid(x):
+    """``1 / (1 + exp(-x))`` in float32 through :func:`_exp2` and :func:`_rcp` (``tl.sigmoid``
+    divides exactly)."""
+    return _rcp(1.0 + _exp2(x * -1.4426950408889634))
+
+
+@triton.jit
+def _log1p_small(e):
+    """``log(1 + e)`` for ``e`` in [0, 1] to float32 precision, as ``2 atanh(s)`` with
+    ``s = e / (2 + e)`` <= 1/3: the odd series to ``s**13`` (the next term is below 2.2e-8 of
+    the sum). One reciprocal and eight multiply-adds where ``tl.log2`` compiles to a ~30
+    instruction range reduction and polynomial."""
+    s = e * _rcp(2.0 + e)
+    w = s * s
+    p = w * (1.0 / 13.0) + 1.0 / 11.0
+    p = p * w + 1.0 / 9.0
+    p = p * w + 1.0 / 7.0
+    p = p * w + 1.0 / 5.0
+    p = p * w + 1.0 / 3.0
+    p = p * w + 1.0
+    return 2.0 * s * p
 
 
 @triton.jit
 def _softplus(x):
-    # log1p(exp(x)) through exp2/log2; above 20 softplus(x) == x in float32.
-    return tl.where(x > 20.0, x,
-                    tl.log2(1.0 + _exp2(x * 1.4426950408889634)) * 0.6931471805599453)
+    """``log(1 + exp(x))`` in float32 as ``max(x, 0) + log1p(exp(-|x|))``: no overflow, no
+    threshold (for large ``|x|`` the correction underflows to 0)."""
+    e = _exp2(tl.abs(x) * -1.4426950408889634)
+    return tl.maximum(x, 0.0) + _log1p_small(e)
+
+
+@triton.jit
+def _softplus_sigmoid(x):
+    """``(softplus(x), sigmoid(x))`` sharing one exponential ``e = exp(-|x|)``:
+    ``sigmoid(x) = (x >= 0 ? 1 : e) / (1 + e)``."""
+    e = _exp2(tl.abs(x) * -1.4426950408889634)
+    sig = tl.where(x >= 0.0, 1.0, e) * _rcp(1.0 + e)
+    return tl.maximum(x, 0.0) + _log1p_small(e), sig
 
 
 @triton.jit
@@ -77,6 +109,43 @@ def _a_log2e(a, A_IS_LOG: tl.constexpr):
 def _affine_combine(a_prev, b_prev, a_next, b_next):
     """Compose ``h -> a h + b`` steps (``prev`` first)."""
     return a_prev * a_next, b_prev * a_next + b_next
+
+
+@triton.jit
+def _aligned(stride, ALIGN: tl.constexpr):
+    """``stride``, declared a multiple of ``ALIGN`` elements (a promise the host checked, see
+    :func:`bc_alignment`) so that Triton can vectorise loads along the contiguous axis."""
+    if ALIGN > 1:  # (tl.multiple_of cannot mark a kernel argument; this product is exact)
+        stride = (stride // ALIGN) * ALIGN
+    return stride
+
+
+def _vector_width(tensors: tuple[Tensor, ...], contiguous_dim: int, run: int) -> int:
+    """The widest vector (elements, a power of two up to 8 and 16 bytes) that every tensor's
+    rows along ``contiguous_dim`` (stride 1, ``run`` elements per program) can be read in: each
+    start and every other stride a multiple of it. 1 when none is. (One pass of bit arithmetic:
+    it runs on every launch.)"""
+    bits, cap = run, 8
+    for t in tensors:
+        size, start = t.element_size(), t.data_ptr()
+        if t.stride(contiguous_dim) != 1 or start % size:
+            return 1
+        bits |= start // size
+        for i, (n, stride) in enumerate(zip(t.shape, t.stride())):
+            if i != contiguous_dim and n > 1:
+                bits |= stride
+        cap = min(cap, 16 // size)
+    lowest = bits & -bits if bits else cap  # the largest power of two dividing them all
+    width = min(cap, lowest)
+    return width if width >= 2 else 1
+
+
+def bc_alignment(*tensors: Tensor) -> int:
+    """Vector width for the states of ``(B, G, N, L)`` B/C tensors (:func:`_vector_width`). The
+    mixer's B and C are slices of x_proj's ``(B, L, dt_rank + 2N)`` output: for VideoMamba-S
+    (24 + 32) 8 states are one 16-byte load, though the strides are not multiples of 16, which
+    is all Triton checks on its own; Tiny and Middle (12 + 32, 36 + 32) get 4."""
+    return _vector_width(tensors, 2, tensors[0].shape[2])
 
 
 def a_layout(A: Tensor) -> tuple[Tensor, int, int]:

@@ -38,9 +38,11 @@ from videomamba.ops.selective_scan.triton_common import (
     _exp2,
     _affine_combine,
     _sigmoid,
+    _aligned,
     _softplus,
     a_layout,
     as_groups,
+    bc_alignment,
     block_for_groups,
     interpreting,
 )
@@ -100,12 +102,17 @@ def _tile_fwd(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr, ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr,
     SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
+    BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr,
 ):
     pid_b, pid_d, seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    sB_b, sB_g, sB_t = _aligned(sB_b, BC_ALIGN), _aligned(sB_g, BC_ALIGN), _aligned(sB_t, BC_ALIGN)
+    sC_b, sC_g, sC_t = _aligned(sC_b, BC_ALIGN), _aligned(sC_g, BC_ALIGN), _aligned(sC_t, BC_ALIGN)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)[:, None, None]  # (BLOCK_D, 1, 1)
     offs_n = tl.arange(0, N)[None, :, None]  # (1, N, 1)
     offs_t = tl.arange(0, T)[None, None, :]  # (1, 1, T)
     mask_d, mask_n = offs_d < channels, offs_n < n_state
+    if EVEN_N:  # a constant mask lets the B/C loads be vectorised along the states
+        mask_n = tl.full((1, N, 1), 1, tl.int1)
     mask_nd = mask_n & mask_d
     group = (pid_d * BLOCK_D) // chans_per_group
     A2 = _a_log2e(tl.load(A_ptr + offs_d * sA_d + offs_n * sA_n, mask=mask_nd, other=0.0),
@@ -253,7 +260,8 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
                  HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                  SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse),
                  ACCUMULATE=out is not None if accumulate is None else bool(accumulate),
-                 SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log),
+                 SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log), BC_ALIGN=bc_alignment(B4, C4),
+                 EVEN_N=n_pow2 == n_state,
                  num_warps=max(block_d // 32, 1))
     if n_seg > 1:
         _tile_fwd[grid](*args, SUMMARY=True, SAVE_CK=False, **flags)

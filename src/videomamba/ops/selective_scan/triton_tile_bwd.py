@@ -63,8 +63,11 @@ from videomamba.ops.selective_scan.triton_common import (
     _affine_combine,
     _sigmoid,
     _softplus,
+    _softplus_sigmoid,
+    _aligned,
     a_layout,
     as_groups,
+    bc_alignment,
     block_for_groups,
     interpreting,
 )
@@ -131,6 +134,19 @@ def _delta(raw, bias, m, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
+def _delta_and_slope(raw, bias, m, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """:func:`_delta` and, with ``SOFTPLUS``, the softplus's derivative ``sigmoid(raw + bias)``
+    (from the same exponential; 1.0 without softplus)."""
+    dt = raw.to(tl.float32)
+    if HAS_BIAS:
+        dt = dt + bias
+    slope = tl.full(dt.shape, 1.0, tl.float32)
+    if SOFTPLUS:
+        dt, slope = _softplus_sigmoid(dt)
+    return tl.where(m, dt, 0.0), slope
+
+
+@triton.jit
 def _tile_steps(i, seg, seg_len, n_t, offs_t, T: tl.constexpr, rev):
     """Tile ``i`` of segment ``seg``: its lowest position and its positions ``(1, 1, T)`` in scan
     order (a reverse scan, ``rev`` 1, walks the segment's tiles from the top). ``rev`` is 0/1, a
@@ -178,7 +194,7 @@ def _lean_body(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_DLAST: tl.constexpr, Z_MODE: tl.constexpr, SUMMARY: tl.constexpr, SPLIT_N: tl.constexpr,
     BC_ATOMICS: tl.constexpr, BC_MODE: tl.constexpr, PREFETCH: tl.constexpr,
-    A_IS_LOG: tl.constexpr, SEQ: tl.constexpr,
+    A_IS_LOG: tl.constexpr, SEQ: tl.constexpr, BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr,
 ):
     """The work items ``work_first, work_first + work_step, ...`` of one direction (``rev``):
     (batch row, channel block, segment), or with ``SEQ`` (batch row, channel block) walking all
@@ -187,6 +203,10 @@ def _lean_body(
     offs_n = tl.arange(0, N)[None, :, None]  # (1, N, 1)
     offs_t = tl.arange(0, T)[None, None, :]  # (1, 1, T)
     mask_n = offs_n < n_state
+    if EVEN_N:  # a constant mask lets the B/C loads be vectorised along the states
+        mask_n = tl.full((1, N, 1), 1, tl.int1)
+    sB_b, sB_g, sB_t = _aligned(sB_b, BC_ALIGN), _aligned(sB_g, BC_ALIGN), _aligned(sB_t, BC_ALIGN)
+    sC_b, sC_g, sC_t = _aligned(sC_b, BC_ALIGN), _aligned(sC_g, BC_ALIGN), _aligned(sC_t, BC_ALIGN)
     n_groups = channels // chans_per_group
     first = offs_t == 0
     last_step = offs_t == T - 1
@@ -349,8 +369,7 @@ def _lean_body(
                         # A = 0
                         A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0),
                                       A_IS_LOG)
-                    dt_pre = dt_raw.to(tl.float32) + bias
-                    dt = _delta(dt_raw, bias, m, HAS_BIAS, SOFTPLUS)
+                    dt, dsoftplus = _delta_and_slope(dt_raw, bias, m, HAS_BIAS, SOFTPLUS)
                     decay = _exp2(A2 * dt)  # (BLOCK_D, N, T)
                     bx = Bt * (dt * u)
                     _, hs = tl.associative_scan((decay, tl.where(first, decay * h + bx, bx)),
@@ -393,7 +412,7 @@ def _lean_body(
                     ddt = u * gB + tl.sum(gdh * A2, axis=1, keep_dims=True) * 0.6931471805599453
                     dA_acc += tl.sum(gdh * dt, axis=2, keep_dims=True)
                     if SOFTPLUS:
-                        ddt = ddt * _sigmoid(dt_pre)
+                        ddt = ddt * dsoftplus
                     ddt = tl.where(m, ddt, 0.0)
                     dbias_acc += tl.sum(ddt, axis=2, keep_dims=True)
                     tl.store(du_ptr + g_off + t * sg_t, du.to(du_ptr.dtype.element_ty), mask=m)
@@ -449,7 +468,7 @@ def _tile_bwd_lean(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr, HAS_DLAST: tl.constexpr, Z_MODE: tl.constexpr,
     SUMMARY: tl.constexpr, SPLIT_N: tl.constexpr, BC_ATOMICS: tl.constexpr, BC_MODE: tl.constexpr,
-    PREFETCH: tl.constexpr, A_IS_LOG: tl.constexpr,
+    PREFETCH: tl.constexpr, A_IS_LOG: tl.constexpr, BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr,
 ):
     """One direction: SUMMARY programs, or the gradient programs of the work items (batch row,
     channel block, segment)."""
@@ -462,7 +481,7 @@ def _tile_bwd_lean(
         su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sg_b, sg_d, sg_t,
         sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
         N, BLOCK_D, T, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, HAS_DLAST, Z_MODE, SUMMARY, SPLIT_N,
-        BC_ATOMICS, BC_MODE, PREFETCH, A_IS_LOG, False)
+        BC_ATOMICS, BC_MODE, PREFETCH, A_IS_LOG, False, BC_ALIGN, EVEN_N)
 
 
 @triton.jit(do_not_specialize=_STRIDES)
@@ -478,7 +497,7 @@ def _tile_bwd_pair(
     N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SPLIT_N: tl.constexpr, BC_MODE: tl.constexpr, PREFETCH: tl.constexpr,
-    A_IS_LOG: tl.constexpr,
+    A_IS_LOG: tl.constexpr, BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr,
 ):
     """Both directions of a bidirectional block in one launch, without the SUMMARY pass: the
     first ``batch * n_blocks`` programs take the forward direction's (batch row, channel block)
@@ -501,7 +520,7 @@ def _tile_bwd_pair(
         su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sg_b, sg_d, sg_t,
         sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
         N, BLOCK_D, T, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, False, 1, False, SPLIT_N,
-        True, BC_MODE, PREFETCH, A_IS_LOG, True)
+        True, BC_MODE, PREFETCH, A_IS_LOG, True, BC_ALIGN, EVEN_N)
 
 
 @triton.jit
@@ -612,7 +631,8 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
             *B4.stride(), *C4.stride(), sA_d, sA_n)
     flags = _flags(geo, D, delta_bias, delta_softplus, a_is_log, HAS_Z=z is not None,
                    REVERSE=bool(reverse), HAS_DLAST=dlast is not None, Z_MODE=z_mode,
-                   BC_ATOMICS=os.environ.get("VIDEOMAMBA_LEAN_ABLATE") != "atomics")
+                   BC_ATOMICS=os.environ.get("VIDEOMAMBA_LEAN_ABLATE") != "atomics",
+                   BC_ALIGN=bc_alignment(B4, C4), EVEN_N=n_pow2 == n_state)
     if n_seg > 1:  # no scratch: one program per work item, as many warps as fit
         _tile_bwd_lean[(n_work,)](*args, SUMMARY=True, **flags)
     _tile_bwd_lean[(programs,)](*args, SUMMARY=False, **flags)
@@ -730,7 +750,8 @@ def lean_bwd_pair(dy: Tensor, f: tuple, b: tuple, z: Tensor, delta_softplus: boo
             batch, n_blocks, length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
             *u.stride(), *delta.stride(), *z.stride(), *dy.stride(),
             *B4s[0].stride(), *C4s[0].stride(), sA_d, sA_n)
-    flags = _flags(geo, D, delta_bias, delta_softplus, a_is_log, HAS_Z=True)
+    flags = _flags(geo, D, delta_bias, delta_softplus, a_is_log, HAS_Z=True,
+                   BC_ALIGN=bc_alignment(*B4s, *C4s), EVEN_N=n_pow2 == n_state)
     _tile_bwd_pair[(2 * batch * n_blocks,)](*args, **flags)
     out_f, out_b = per_dir[0][16], per_dir[1][16]
     dz = gate_grad(dy, z, out_f.pop("partner"), out_b.pop("partner"))

@@ -56,6 +56,26 @@ def test_tubelet_groups_frames():
     assert model.temporal_pos_embedding.shape == (1, 2, 64)
 
 
+@pytest.mark.parametrize("kernel,stride,shape", [
+    ((2, 4, 4), (2, 4, 4), (2, 3, 4, 8, 12)),  # tubelets, non-square: one GEMM
+    ((1, 4, 4), (1, 4, 4), (1, 3, 3, 10, 8)),  # 10 % 4: the convolution (crops)
+    ((1, 4, 4), (1, 2, 2), (1, 3, 2, 8, 8)),  # overlapping patches: the convolution
+])
+def test_patchify_is_the_patch_convolution(kernel, stride, shape):
+    from videomamba.models.videomamba import patchify
+
+    torch.manual_seed(0)
+    proj = torch.nn.Conv3d(3, 5, kernel_size=kernel, stride=stride)
+    x = torch.randn(*shape, requires_grad=True)
+    got = patchify(x, proj)
+    want = proj(x).flatten(3).permute(0, 2, 3, 1)  # (B, T', h*w, d)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(got.square().sum(), [x, proj.weight, proj.bias])
+    want_grads = torch.autograd.grad(want.square().sum(), [x, proj.weight, proj.bias])
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
 def test_wrong_input_shape_says_what_is_expected(video_model, image_model):
     with pytest.raises(ValueError, match=r"\(B, 3, 2, 32, 32\)"):
         video_model(torch.randn(1, 3, 4, 32, 32))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from videomamba.models.block import Block, DropPath, add_norm, make_norm
@@ -173,9 +174,8 @@ class VideoMamba(VisionMambaBase):
     def embed_tokens(self, x: Tensor) -> Tensor:
         """Clip ``(B, C, T, H, W)`` -> tokens ``(B, 1 + T'*h*w, d)`` with position embeddings."""
         self._check_input(x)
-        patches = self.patch_embed.proj(x)  # (B, d, T', h, w)
-        batch, dim, time = patches.shape[:3]
-        patches = patches.flatten(3).permute(0, 2, 3, 1)  # (B, T', h*w, d)
+        patches = patchify(x, self.patch_embed.proj)  # (B, T', h*w, d)
+        batch, dim = patches.shape[0], patches.shape[-1]
         # pos_embed covers cls + one frame; the cls row only reaches the cls token.
         cls = self.cls_token + self.pos_embed[:, :1]  # (1, 1, d)
         patches = patches + self.pos_embed[:, 1:].unsqueeze(1)
@@ -210,6 +210,23 @@ class ImageMamba(VisionMambaBase):
         patches = self.patch_embed.proj(x).flatten(2).transpose(1, 2)  # (B, h*w, d)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         return torch.cat([cls, patches], dim=1) + self.pos_embed
+
+
+def patchify(x: Tensor, proj: nn.Conv3d) -> Tensor:
+    """``proj(x)`` for a clip ``(B, C, T, H, W)``, as tokens ``(B, T', h*w, d)``. The patch
+    projection's kernel equals its stride, so it is one matrix product of the patches, unfolded,
+    with the kernel ``(d, C*t*p*p)``: on a GPU that is a GEMM where cuDNN's bf16 Conv3d picks
+    an implicit-GEMM kernel ~20x slower (0.36 ms of an 11.7 ms VideoMamba-S inference step at 8
+    frames, run 27). Shapes the kernel does not tile exactly take the convolution."""
+    batch, chans, frames, height, width = x.shape
+    t, p, q = proj.kernel_size
+    if (tuple(proj.stride) != (t, p, q) or any(proj.padding) or frames % t or height % p
+            or width % q or proj.groups != 1):
+        return proj(x).flatten(3).permute(0, 2, 3, 1)
+    cols = x.reshape(batch, chans, frames // t, t, height // p, p, width // q, q)
+    cols = cols.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(
+        batch, frames // t, (height // p) * (width // q), chans * t * p * q)
+    return F.linear(cols, proj.weight.reshape(proj.weight.shape[0], -1), proj.bias)
 
 
 class PatchEmbed(nn.Module):

@@ -48,6 +48,12 @@
 #   bash benchmarks/device_run.sh run36   # session 6: the one-launch pair backward vs segmented
 #   bash benchmarks/device_run.sh run39   # session 7: softplus and vector loads vs 5f295ec (ABAB),
 #                                         # official build in the background for run31 / run35
+#   bash benchmarks/device_run.sh run45   # session 7: conv forward sigmoid/warps, dx/dz into dxz
+#                                         # vs 581c9e7 (ABAB)
+#   bash benchmarks/device_run.sh run46   # session 7: conv forward tile sweep, the fastest in the
+#                                         # whole model against the default (ABAB)
+#   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
+#                                         # training, scan tables in both layouts
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
 # 353f833; they are in that commit.
 # Needs .devcarry/ (git-ignored): the mamba_ssm / causal_conv1d sdists and the official model code.
@@ -96,6 +102,58 @@ PY
 }
 
 case "${1:-scan}" in
+run46)  # session 7: the conv forward's tile configurations (do_bench, L = 1569 / 6273 / 12545), then
+       # the whole model's inference with the fastest at L=12545 against the default, ABAB
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 200 python3 benchmarks/model.py --conv-fwd-sweep > "$OUT/conv_fwd_sweep.log" 2>&1
+  grep "conv fwd" "$OUT/conv_fwd_sweep.log"
+  BEST=$(grep "^L=12545 conv fwd" "$OUT/conv_fwd_sweep.log" | sort -t: -k2 -n | head -1 | sed 's/.*config \([^:]*\):.*/\1/')
+  echo "fastest at L=12545: $BEST; at $(elapsed)s"
+  for i in 1 2; do for cfg in default "$BEST"; do
+    VIDEOMAMBA_CONV_FWD_CONFIG=$([ "$cfg" = default ] || echo "$cfg") timeout 70 python3 benchmarks/model.py \
+        --models ours --frames 8,64 --train-frames "" --cuda-graph --out "$OUT/infer_${cfg/,/_}_$i.json" \
+        > "$OUT/infer_$i.log" 2>&1
+    echo "$cfg $i: $(grep -v '^    ' "$OUT/infer_$i.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
+  echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run46.tgz --exclude=run46.tgz * && find . -type f ! -name run46.tgz -delete)
+  ;;
+run45)  # session 7: the conv forward with the approximate sigmoid and 8 warps, dx and dz written
+       # straight into dxz, against .devcarry/old_src (581c9e7), ABAB; GPU tests of both
+  OLD=$PWD/.devcarry/old_src; NEW=$PWD/src; echo "old: $(cat $OLD/COMMIT)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 200 python3 -m pytest tests/ops/test_triton_conv.py tests/ops/test_triton_bidir.py -m gpu -q \
+      --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "at $(elapsed)s"
+  for cfg in default 64,64,4 32,128,8 old; do P=$NEW; [ $cfg = old ] && P=$OLD
+    VIDEOMAMBA_CONV_FWD_CONFIG=$([ $cfg = default ] || [ $cfg = old ] || echo $cfg) PYTHONPATH=$P \
+        timeout 60 python3 benchmarks/model.py --conv-bench > "$OUT/conv_$cfg.log" 2>&1
+    grep "triton:" "$OUT/conv_$cfg.log" | sed "s/^/conv $cfg /"; done
+  echo "at $(elapsed)s"
+  for i in 1 2; do for v in new old; do P=$NEW; [ $v = old ] && P=$OLD
+    PYTHONPATH=$P timeout 70 python3 benchmarks/model.py --models ours --frames 8,64 --train-frames "" \
+        --cuda-graph --out "$OUT/infer_${v}_$i.json" > "$OUT/infer_${v}_$i.log" 2>&1
+    echo "$v $i: $(grep -v '^    ' "$OUT/infer_${v}_$i.log" | grep -E '^inference' | tr '\n' ' ')"; done; done
+  echo "at $(elapsed)s"
+  for v in new old; do P=$NEW; [ $v = old ] && P=$OLD
+    PYTHONPATH=$P timeout $(( (590 - $(elapsed)) / 2 )) python3 benchmarks/model.py --models ours_compiled_ro \
+        --frames "" --train-frames 8 --out "$OUT/train_$v.json" > "$OUT/train_$v.log" 2>&1
+    echo "$v: $(grep -v '^    ' "$OUT/train_$v.log" | grep -E '^training' | tr '\n' ' ')"; done
+  echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run45.tgz --exclude=run45.tgz * && find . -type f ! -name run45.tgz -delete)
+  ;;
+run47)  # session 7, final lease, call 3 (after run30 = build + GPU tests, run31 = the model side
+        # by side): our compiled training at 8 and 16 frames, then the scan tables beside the
+        # official kernel, ours in the model's layout and in contiguous (B, D, L)
+  timeout 240 python3 benchmarks/model.py --models ours_compiled_ro --frames "" --train-frames 8,16 \
+      --out "$OUT/model_compiled.json" > "$OUT/model_compiled.log" 2>&1
+  grep -v "^    " "$OUT/model_compiled.log" | grep "training |"; echo "compiled done at $(elapsed)s"
+  BACKENDS=triton,sdpa; [ -f /tmp/build.ok ] && BACKENDS=triton,mamba_ssm,sdpa
+  for layout in model contiguous; do
+    timeout 150 python3 benchmarks/scan.py --backends $BACKENDS --layout $layout \
+        --lengths 1569,3137,6273,12545 --check-lengths 1569 --out "$OUT/scan_$layout.json" \
+        > "$OUT/scan_$layout.log" 2>&1; tail -5 "$OUT/scan_$layout.log"; done
+  echo "done at $(elapsed)s"
+  ;;
 run39)  # session 7: softplus without log2's polynomial, 16-byte B/C and channel loads in the
        # forward, against .devcarry/old_src (5f295ec): the official build in the background (for
        # run31 / run35 on this machine), GPU tests, the scan in the model's layout ABAB, the mixer

@@ -310,6 +310,47 @@ def conv_bwd_sweep(x: torch.Tensor, ws: list, bs: list) -> list[str]:
     return lines
 
 
+# (BLOCK_D, BLOCK_L, num_warps) of the Triton forward, the default first
+CONV_FWD_CONFIGS = ("default", "32,128,8", "32,128,4", "64,128,8", "32,64,4", "64,32,4",
+                    "128,32,4", "32,256,8", "16,256,4", "128,64,8", "16,128,4")
+
+
+def conv_fwd_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
+    """The fused conv + SiLU forward alone (B=8, D=768, K=4, bf16, x a transposed view of a
+    (B, L, 2D) tensor) for each of ``CONV_FWD_CONFIGS``: median of ``triton.testing.do_bench``
+    (back-to-back launches, so the host's dispatch time is hidden), against the floor of reading
+    x once and writing both outputs at 3 TB/s."""
+    import triton.testing
+
+    from videomamba.ops.triton_conv import conv_silu_forward
+
+    lines = []
+    saved = os.environ.get("VIDEOMAMBA_CONV_FWD_CONFIG")
+    try:
+        for length in lengths:
+            xz = torch.randn(BATCH, length, 1536, device="cuda", dtype=torch.bfloat16)
+            x = xz[..., :768].transpose(1, 2)
+            ws = [torch.randn(768, 1, 4, device="cuda") for _ in range(2)]
+            bs = [torch.randn(768, device="cuda") for _ in range(2)]
+            floor = 3 * x.numel() * 2 / 3.0e12 * 1e3
+            for config in CONV_FWD_CONFIGS:
+                if config == "default":
+                    os.environ.pop("VIDEOMAMBA_CONV_FWD_CONFIG", None)
+                else:
+                    os.environ["VIDEOMAMBA_CONV_FWD_CONFIG"] = config
+                ms = triton.testing.do_bench(
+                    lambda: conv_silu_forward(x, ws[0], bs[0], ws[1], bs[1]), return_mode="median")
+                lines.append(f"L={length} conv fwd config {config}: {ms:.4f} ms "
+                             f"(floor ~{floor:.4f} ms)")
+                print(lines[-1], flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop("VIDEOMAMBA_CONV_FWD_CONFIG", None)
+        else:
+            os.environ["VIDEOMAMBA_CONV_FWD_CONFIG"] = saved
+    return lines
+
+
 def parity(official_dir: str) -> dict:
     """Ours with the official model's weights (strict load) against the official model, float32,
     same clip: relative error of the logits."""
@@ -367,6 +408,8 @@ def main() -> int:
     parser.add_argument("--cuda-graph", action="store_true",
                         help="also time inference replayed from CUDA graphs (phase "
                              "inference_graph): GPU time without the host's launch overhead")
+    parser.add_argument("--conv-fwd-sweep", action="store_true",
+                        help="no model: time the conv forward's tile configurations")
     parser.add_argument("--conv-bench", action="store_true",
                         help="no model: time the fused bidirectional conv + SiLU kernel against "
                              "the grouped conv")
@@ -378,6 +421,9 @@ def main() -> int:
         return 0
     if args.conv_bench:
         conv_bench()
+        return 0
+    if args.conv_fwd_sweep:
+        conv_fwd_sweep()
         return 0
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "device": torch.cuda.get_device_name(), "torch": torch.__version__,

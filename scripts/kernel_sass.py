@@ -133,7 +133,8 @@ def compile_mixer_scans(which: str = "all", batch: int = 8, length: int = 1569,
         _, ck_f, ck_b = triton_bidir._scan_pair_forward(f, b, z)
         if which in ("bwd", "all"):
             dy = torch.empty(batch, length, channels, dtype=torch.bfloat16).transpose(1, 2)
-            triton_bidir._scan_pair_backward(dy, f, b, z, ck_f, ck_b)
+            dxz = torch.empty(batch, length, 2 * channels, dtype=torch.bfloat16).transpose(1, 2)
+            triton_bidir._scan_pair_backward(dy, f, b, z, ck_f, ck_b, dz_out=dxz[:, channels:])
 
     records = capture_compiles(one_step)
     forward = [r for r in records if r["kernel"] == "_tile_fwd"]

@@ -41,10 +41,15 @@ from torch import Tensor
 
 # imported for its side effect: under TRITON_INTERPRET=1 it installs the interpreter shims
 from videomamba.ops.grad_buffers import bias_grad_like, dense_like
-from videomamba.ops.selective_scan.triton_common import interpreting  # noqa: F401
+from videomamba.ops.selective_scan.triton_common import _sigmoid, interpreting  # noqa: F401
 
 MAX_WIDTH = 4
-_FWD_BLOCK_D, _FWD_BLOCK_L, _FWD_WARPS = 64, 64, 4
+# forward (BLOCK_D, BLOCK_L, num_warps). Run 45 (H200, B=8, D=768, L=6273, model.py
+# --conv-bench): 0.270 ms, as before the approximate sigmoid (0.271); 8 warps (half the outputs
+# per thread, 128 instead of 178 registers) 0.331 ms and 3 % fewer clips/s in graphed
+# inference; (32, 128, 8) 0.248 ms, not tried in the whole model. VIDEOMAMBA_CONV_FWD_CONFIG
+# overrides it (benchmarks).
+_FWD_CONFIG = (64, 64, 4)
 # backward (BLOCK_D, BLOCK_L, num_warps, tiles per program) for channels-fastest / contiguous x,
 # chosen from the sm_90 compile (ptxas, bf16 x and dy, K=4: pass 1 92 / 91 registers with
 # positions-fastest dy, 72 / 80 with channels-fastest dy; pass 2 75 / 64; no spills), not timed
@@ -92,8 +97,8 @@ def _bi_conv_silu_fwd_kernel(
                            swb_k, bb_ptr, K, True, HAS_BB, BLOCK_D, BLOCK_L)
     out = pid_b.to(tl.int64) * sy_b + offs_d[:, None] * sy_d + offs_t[None, :] * sy_l
     mask = mask_d[:, None] & (offs_t < length)[None, :]
-    tl.store(yf_ptr + out, (pre_f * tl.sigmoid(pre_f)).to(yf_ptr.dtype.element_ty), mask=mask)
-    tl.store(yb_ptr + out, (pre_b * tl.sigmoid(pre_b)).to(yb_ptr.dtype.element_ty), mask=mask)
+    tl.store(yf_ptr + out, (pre_f * _sigmoid(pre_f)).to(yf_ptr.dtype.element_ty), mask=mask)
+    tl.store(yb_ptr + out, (pre_b * _sigmoid(pre_b)).to(yb_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -204,7 +209,7 @@ def _branch_grads(x_base, sx_d, sx_l, w_ptr, sw_d, sw_k, b_ptr, dy_base, sdy_d, 
             pre += w_3 * x_3
         if HAS_BIAS:
             pre += bias
-        sig = tl.sigmoid(pre)
+        sig = _sigmoid(pre)
         g = dy * sig * (1.0 + pre * (1.0 - sig))
         mask = _both(mask_d, t < length, D_MAJOR)
         tl.store(g_base + _outer(offs_d * sg_d, t * sg_l, D_MAJOR),
@@ -376,12 +381,13 @@ def conv_silu_forward(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,
     if y_f.numel() == 0:
         return y_f, y_b
     wf, wb = _taps(w_f, channels), _taps(w_b, channels)
-    grid = (triton.cdiv(length, _FWD_BLOCK_L), triton.cdiv(channels, _FWD_BLOCK_D), batch)
+    block_d, block_l, warps = fwd_config()
+    grid = (triton.cdiv(length, block_l), triton.cdiv(channels, block_d), batch)
     _bi_conv_silu_fwd_kernel[grid](
         x, wf, _dummy(b_f, wf), wb, _dummy(b_b, wb), y_f, y_b,
         channels, length, *x.stride(), *wf.stride(), *wb.stride(), *y_f.stride(),
         K=width, HAS_BF=b_f is not None, HAS_BB=b_b is not None,
-        BLOCK_D=_FWD_BLOCK_D, BLOCK_L=_FWD_BLOCK_L, num_warps=_FWD_WARPS,
+        BLOCK_D=block_d, BLOCK_L=block_l, num_warps=warps,
     )
     return y_f, y_b
 
@@ -414,6 +420,15 @@ def _grad_dtype(x: Tensor) -> torch.dtype:
     return torch.float32
 
 
+def fwd_config() -> tuple[int, int, int]:
+    """(BLOCK_D, BLOCK_L, num_warps) of the forward, or ``VIDEOMAMBA_CONV_FWD_CONFIG``."""
+    text = os.environ.get("VIDEOMAMBA_CONV_FWD_CONFIG")
+    if text:
+        block_d, block_l, warps = (int(v) for v in text.split(","))
+        return block_d, block_l, warps
+    return _FWD_CONFIG
+
+
 def bwd_config(d_major: bool) -> tuple[int, int, int, int]:
     """(BLOCK_D, BLOCK_L, num_warps, tiles per program) of both backward passes, or the
     ``VIDEOMAMBA_CONV_BWD_CONFIG`` override ``"BLOCK_D,BLOCK_L,warps,tiles"`` (benchmarks,
@@ -433,14 +448,16 @@ def _bi_conv_silu_bwd(dy_f: Tensor, dy_b: Tensor, x: Tensor, w_f: Tensor, b_f: T
 
 
 def conv_silu_backward(dy_f: Tensor, dy_b: Tensor, x: Tensor, w_f: Tensor, b_f: Tensor | None,
-                       w_b: Tensor, b_b: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor,
-                                                                 Tensor]:
+                       w_b: Tensor, b_b: Tensor | None,
+                       dx_out: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor,
+                                                              Tensor]:
     """The backward kernels without the custom op around them: ``(dx, dw_f, db_f, dw_b, db_b)``
-    (a missing bias still gets a gradient buffer)."""
+    (a missing bias still gets a gradient buffer); ``dx`` is written into ``dx_out`` (any
+    strides, ``x``'s dtype) when given."""
     batch, channels, length = x.shape
     width = _check(x, w_f, w_b)
     d_major = _d_major(x)
-    dx = _like_layout(x, x.dtype)
+    dx = dx_out if dx_out is not None else _like_layout(x, x.dtype)
     wf, wb = _taps(w_f, channels), _taps(w_b, channels)
     block_d, block_l, warps, tiles = bwd_config(d_major)
     n_groups = triton.cdiv(length, block_l * tiles)

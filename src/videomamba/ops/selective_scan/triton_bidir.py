@@ -57,22 +57,24 @@ def _scan_pair_forward(f: tuple, b: tuple, z: Tensor) -> tuple[Tensor, Tensor, T
 
 
 def _scan_pair_backward(dy: Tensor, f: tuple, b: tuple, z: Tensor, ck_f: Tensor,
-                        ck_b: Tensor) -> list[Tensor]:
+                        ck_b: Tensor, dz_out: Tensor) -> list[Tensor]:
     """Gradients of :func:`_scan_pair_forward`: per branch (du, ddelta, dA, dB, dC, dD,
-    ddelta_bias), then dz. With enough programs for the GPU, one launch for both directions
-    without the SUMMARY pass (``lean_bwd_pair``); otherwise one direction after the other: the
-    first launch writes its ungated output to a float32 buffer so that the second, which owns
-    the gate, can form dz."""
+    ddelta_bias); dz goes into ``dz_out``. With enough programs for the GPU, one launch for both
+    directions without the SUMMARY pass (``lean_bwd_pair``); otherwise one direction after the
+    other: the first launch writes its ungated output to a float32 buffer so that the second,
+    which owns the gate, can form dz."""
     batch, channels, length = z.shape
     if pair_programs_fill_gpu(batch, channels, f[2].shape[1]):
         seg_len = segment_length(batch, channels, length)
-        g_f, g_b, dz = lean_bwd_pair(dy, f, b, z, True, ck_f, ck_b, seg_len, a_is_log=True)
-        return [g[k] for g in (g_f, g_b) for k in _GRAD_KEYS] + [dz]
+        g_f, g_b, _ = lean_bwd_pair(dy, f, b, z, True, ck_f, ck_b, seg_len, a_is_log=True,
+                                    dz_out=dz_out)
+        return [g[k] for g in (g_f, g_b) for k in _GRAD_KEYS]
     partner = torch.empty_like(dy, dtype=torch.float32)
     g_f = run_bwd(dy, *f[:6], z, f[6], True, ck_f, z_mode=1, partner=partner, a_is_log=True)
     g_b = run_bwd(dy, *b[:6], z, b[6], True, ck_b, reverse=True, z_mode=2, partner=partner,
                   a_is_log=True)
-    return [g[k] for g in (g_f, g_b) for k in _GRAD_KEYS] + [g_b["dz"]]
+    dz_out.copy_(g_b["dz"])
+    return [g[k] for g in (g_f, g_b) for k in _GRAD_KEYS]
 
 
 _GRAD_KEYS = ("du", "ddelta", "dA", "dB", "dC", "dD", "ddelta_bias")
@@ -197,16 +199,17 @@ def _inner_grads(dy: Tensor, xz: Tensor, fw: BranchWeights, bw: BranchWeights, c
     dt_proj weight, dt_proj bias, A_log, D]`` (forward branch, then backward branch); ``dxz``
     has ``xz``'s strides."""
     x, z, f, b = _branches(xz, fw, bw, d_state, dt_rank)
-    scan_grads = _scan_pair_backward(dy, f.scan_in, b.scan_in, z, ck_f, ck_b)
+    dxz = torch.empty_like(xz)  # the kernels write dx and dz into its halves
+    channels = x.shape[1]
+    scan_grads = _scan_pair_backward(dy, f.scan_in, b.scan_in, z, ck_f, ck_b,
+                                     dz_out=dxz[:, channels:])
     du_f, grads_f = _projection_grads(scan_grads[:7], f, fw, dt_rank)
     del f
     du_b, grads_b = _projection_grads(scan_grads[7:14], b, bw, dt_rank)
     del b
-    dx, dw_f, db_f, dw_b, db_b = conv_silu_backward(du_f, du_b, x, fw.conv_weight, fw.conv_bias,
-                                                    bw.conv_weight, bw.conv_bias)
-    dxz = torch.empty_like(xz)
-    dxz[:, : x.shape[1]].copy_(dx)
-    dxz[:, x.shape[1]:].copy_(scan_grads[14])
+    _, dw_f, db_f, dw_b, db_b = conv_silu_backward(du_f, du_b, x, fw.conv_weight, fw.conv_bias,
+                                                   bw.conv_weight, bw.conv_bias,
+                                                   dx_out=dxz[:, :channels])
     return [dxz, dw_f, db_f, *grads_f, dw_b, db_b, *grads_b]
 
 

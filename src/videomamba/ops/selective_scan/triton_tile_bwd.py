@@ -525,7 +525,7 @@ def _tile_bwd_pair(
 
 @triton.jit
 def _gate_grad_kernel(dy_ptr, z_ptr, pf_ptr, pb_ptr, dz_ptr, length, channels,
-                      sg_b, sg_d, sg_t, sz_b, sz_d, sz_t,
+                      sg_b, sg_d, sg_t, sz_b, sz_d, sz_t, so_b, so_d, so_t,
                       BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
     """``dz = dy * (out_f + out_b) * silu'(z)`` on a ``(BLOCK_L, BLOCK_C)`` tile of one row."""
     pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -537,8 +537,8 @@ def _gate_grad_kernel(dy_ptr, z_ptr, pf_ptr, pb_ptr, dz_ptr, length, channels,
     dy = tl.load(dy_ptr + g, mask=m, other=0.0).to(tl.float32)
     out = tl.load(pf_ptr + g, mask=m, other=0.0) + tl.load(pb_ptr + g, mask=m, other=0.0)
     sig = _sigmoid(zt)
-    tl.store(dz_ptr + g, (dy * out * sig * (1.0 + zt * (1.0 - sig))).to(dz_ptr.dtype.element_ty),
-             mask=m)
+    tl.store(dz_ptr + pid_b * so_b + c * so_d + t * so_t,
+             (dy * out * sig * (1.0 + zt * (1.0 - sig))).to(dz_ptr.dtype.element_ty), mask=m)
 
 
 def lean_bwd_config() -> tuple[int, int, int, int, bool]:
@@ -714,11 +714,13 @@ def pair_programs_fill_gpu(batch: int, channels: int, n_state: int) -> bool:
 
 
 def lean_bwd_pair(dy: Tensor, f: tuple, b: tuple, z: Tensor, delta_softplus: bool, ck_f: Tensor,
-                  ck_b: Tensor, seg_len: int, a_is_log: bool = True) -> tuple[dict, dict, Tensor]:
+                  ck_b: Tensor, seg_len: int, a_is_log: bool = True,
+                  dz_out: Tensor | None = None) -> tuple[dict, dict, Tensor]:
     """Backward of both directions of a bidirectional pair in one launch (``_tile_bwd_pair``,
     no SUMMARY pass) and ``dz`` of the shared gate. ``f``/``b``: each direction's ``(u, delta,
     A, B, C, D, delta_bias)`` with the same strides; the reverse one scans from t = L-1 down.
-    Returns each direction's gradients (as :func:`lean_bwd`) and ``dz``."""
+    Returns each direction's gradients (as :func:`lean_bwd`) and ``dz`` (written into
+    ``dz_out`` when given)."""
     u, delta, A, _, _, D, delta_bias = f
     batch, channels, length = u.shape
     n_state = A.shape[1]
@@ -754,17 +756,19 @@ def lean_bwd_pair(dy: Tensor, f: tuple, b: tuple, z: Tensor, delta_softplus: boo
                    BC_ALIGN=bc_alignment(*B4s, *C4s), EVEN_N=n_pow2 == n_state)
     _tile_bwd_pair[(2 * batch * n_blocks,)](*args, **flags)
     out_f, out_b = per_dir[0][16], per_dir[1][16]
-    dz = gate_grad(dy, z, out_f.pop("partner"), out_b.pop("partner"))
+    dz = gate_grad(dy, z, out_f.pop("partner"), out_b.pop("partner"), out=dz_out)
     return _shaped(out_f, f[3], f[4]), _shaped(out_b, b[3], b[4]), dz
 
 
-def gate_grad(dy: Tensor, z: Tensor, out_f: Tensor, out_b: Tensor) -> Tensor:
+def gate_grad(dy: Tensor, z: Tensor, out_f: Tensor, out_b: Tensor,
+              out: Tensor | None = None) -> Tensor:
     """``dz`` of ``y = silu(z) * (out_f + out_b)``: ``dy``, ``z`` ``(B, D, L)`` (any strides),
-    ``out_f``/``out_b`` float32 in ``dy``'s layout; ``dz`` in ``dy``'s layout, ``z``'s dtype."""
+    ``out_f``/``out_b`` float32 in ``dy``'s layout; ``dz`` in ``dy``'s layout, ``z``'s dtype,
+    or written into ``out`` (any strides: the mixer passes its slice of ``dxz``)."""
     batch, channels, length = dy.shape
-    dz = torch.empty_like(dy, dtype=z.dtype)
+    dz = out if out is not None else torch.empty_like(dy, dtype=z.dtype)
     block_l, block_c = 32, 64
     grid = (triton.cdiv(length, block_l), triton.cdiv(channels, block_c), batch)
     _gate_grad_kernel[grid](dy, z, out_f, out_b, dz, length, channels, *dy.stride(), *z.stride(),
-                            BLOCK_L=block_l, BLOCK_C=block_c, num_warps=4)
+                            *dz.stride(), BLOCK_L=block_l, BLOCK_C=block_c, num_warps=4)
     return dz

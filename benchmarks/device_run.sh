@@ -111,7 +111,7 @@ run46)  # session 7: the conv forward's tile configurations (do_bench, L = 1569 
   echo "fastest at L=12545: $BEST; at $(elapsed)s"
   for i in 1 2; do for cfg in default "$BEST"; do
     VIDEOMAMBA_CONV_FWD_CONFIG=$([ "$cfg" = default ] || echo "$cfg") timeout 70 python3 benchmarks/model.py \
-        --models ours --frames 8,64 --train-frames "" --cuda-graph --out "$OUT/infer_${cfg/,/_}_$i.json" \
+        --models ours --frames 8,64 --train-frames "" --cuda-graph --out "$OUT/infer_${cfg//,/_}_$i.json" \
         > "$OUT/infer_$i.log" 2>&1
     echo "$cfg $i: $(grep -v '^    ' "$OUT/infer_$i.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
   echo "done at $(elapsed)s"

@@ -44,12 +44,12 @@ from videomamba.ops.grad_buffers import bias_grad_like, dense_like
 from videomamba.ops.selective_scan.triton_common import _sigmoid, interpreting  # noqa: F401
 
 MAX_WIDTH = 4
-# forward (BLOCK_D, BLOCK_L, num_warps). Run 45 (H200, B=8, D=768, L=6273, model.py
-# --conv-bench): 0.270 ms, as before the approximate sigmoid (0.271); 8 warps (half the outputs
-# per thread, 128 instead of 178 registers) 0.331 ms and 3 % fewer clips/s in graphed
-# inference; (32, 128, 8) 0.248 ms, not tried in the whole model. VIDEOMAMBA_CONV_FWD_CONFIG
-# overrides it (benchmarks).
-_FWD_CONFIG = (64, 64, 4)
+# forward (BLOCK_D, BLOCK_L, num_warps): the fastest of run 46's sweep (H200, B=8, D=768, x a
+# view of (B, L, 2D), `model.py --conv-fwd-sweep`, do_bench): 0.037 / 0.124 / 0.240 ms at
+# L = 1569 / 6273 / 12545 against 0.096 / 0.144 / 0.285 for the previous (64, 64, 4) (floor
+# 0.019 / 0.077 / 0.154); graphed VideoMamba-S inference +0.9 % at 8 frames, +1.3 % at 64 (ABAB).
+# 8 warps per 64 x 64 tile were slower (run 45). VIDEOMAMBA_CONV_FWD_CONFIG overrides it.
+_FWD_CONFIG = (128, 32, 4)
 # backward (BLOCK_D, BLOCK_L, num_warps, tiles per program) for channels-fastest / contiguous x,
 # chosen from the sm_90 compile (ptxas, bf16 x and dy, K=4: pass 1 92 / 91 registers with
 # positions-fastest dy, 72 / 80 with channels-fastest dy; pass 2 75 / 64; no spills), not timed

@@ -52,6 +52,8 @@
 #                                         # vs 581c9e7 (ABAB)
 #   bash benchmarks/device_run.sh run46   # session 7: conv forward tile sweep, the fastest in the
 #                                         # whole model against the default (ABAB)
+#   bash benchmarks/device_run.sh run48   # session 7: conv backward tile sweep, the fastest in
+#                                         # compiled training against the default (ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
 #                                         # training, scan tables in both layouts
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
@@ -102,6 +104,21 @@ PY
 }
 
 case "${1:-scan}" in
+run48)  # session 7: the conv backward's tile configurations (do_bench, L = 1569 / 6273 / 12545), then
+       # compiled training with the fastest at L=6273 against the default, ABAB
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 200 python3 benchmarks/model.py --conv-bwd-sweep > "$OUT/conv_bwd_sweep.log" 2>&1
+  grep "conv bwd" "$OUT/conv_bwd_sweep.log"
+  BEST=$(grep "^L=6273 conv bwd" "$OUT/conv_bwd_sweep.log" | sort -t: -k2 -n | head -1 | sed 's/.*config \([^:]*\):.*/\1/')
+  echo "fastest at L=6273: $BEST; at $(elapsed)s"
+  for i in 1 2; do for cfg in default "$BEST"; do
+    VIDEOMAMBA_CONV_BWD_CONFIG=$([ "$cfg" = default ] || echo "$cfg") timeout 100 python3 benchmarks/model.py \
+        --models ours_compiled_ro --frames "" --train-frames 8 --out "$OUT/train_${cfg//,/_}_$i.json" \
+        > "$OUT/train_$i.log" 2>&1
+    echo "$cfg $i: $(grep -v '^    ' "$OUT/train_$i.log" | grep -E '^training' | tr '\n' ' ')"; done; done
+  echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run48.tgz --exclude=run48.tgz * && find . -type f ! -name run48.tgz -delete)
+  ;;
 run46)  # session 7: the conv forward's tile configurations (do_bench, L = 1569 / 6273 / 12545), then
        # the whole model's inference with the fastest at L=12545 against the default, ABAB
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"

@@ -269,7 +269,8 @@ def conv_bench(lengths: tuple[int, ...] = (1569, 6273)) -> list[str]:
 
 # (BLOCK_D, BLOCK_L, num_warps, tiles per program) of the Triton backward, the default first
 CONV_BWD_CONFIGS = ("default", "64,16,8,8", "64,8,4,16", "32,16,4,4", "32,32,4,4", "128,8,4,8",
-                    "16,32,4,8")
+                    "16,32,4,8", "64,16,4,8", "64,32,4,4", "128,16,4,4", "128,16,8,8",
+                    "32,16,4,16", "64,16,4,16")
 
 
 def conv_bwd_sweep(x: torch.Tensor, ws: list, bs: list) -> list[str]:
@@ -313,6 +314,45 @@ def conv_bwd_sweep(x: torch.Tensor, ws: list, bs: list) -> list[str]:
 # (BLOCK_D, BLOCK_L, num_warps) of the Triton forward, the default first
 CONV_FWD_CONFIGS = ("default", "32,128,8", "32,128,4", "64,128,8", "32,64,4", "64,32,4",
                     "128,32,4", "32,256,8", "16,256,4", "128,64,8", "16,128,4")
+
+
+def conv_bwd_only_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
+    """The fused conv + SiLU backward alone (both passes and the partial sums; the mixer's
+    layouts: x a view of a (B, L, 2D) tensor, dy channels-fastest) for each of
+    ``CONV_BWD_CONFIGS``: median of ``triton.testing.do_bench``."""
+    import triton.testing
+
+    from videomamba.ops.triton_conv import conv_silu_backward
+
+    lines = []
+    saved = os.environ.get("VIDEOMAMBA_CONV_BWD_CONFIG")
+    try:
+        for length in lengths:
+            xz = torch.randn(BATCH, length, 1536, device="cuda", dtype=torch.bfloat16)
+            x = xz[..., :768].transpose(1, 2)
+            dy = torch.randn(BATCH, length, 768, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
+            ws = [torch.randn(768, 1, 4, device="cuda") for _ in range(2)]
+            bs = [torch.randn(768, device="cuda") for _ in range(2)]
+            for config in CONV_BWD_CONFIGS:
+                if config == "default":
+                    os.environ.pop("VIDEOMAMBA_CONV_BWD_CONFIG", None)
+                else:
+                    os.environ["VIDEOMAMBA_CONV_BWD_CONFIG"] = config
+                try:
+                    ms = triton.testing.do_bench(
+                        lambda: conv_silu_backward(dy, dy, x, ws[0], bs[0], ws[1], bs[1]),
+                        return_mode="median")
+                except Exception as err:  # a configuration the compiler rejects
+                    print(f"L={length} conv bwd config {config} failed: {err!r}"[:300], flush=True)
+                    continue
+                lines.append(f"L={length} conv bwd config {config}: {ms:.4f} ms")
+                print(lines[-1], flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop("VIDEOMAMBA_CONV_BWD_CONFIG", None)
+        else:
+            os.environ["VIDEOMAMBA_CONV_BWD_CONFIG"] = saved
+    return lines
 
 
 def conv_fwd_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
@@ -410,6 +450,8 @@ def main() -> int:
                              "inference_graph): GPU time without the host's launch overhead")
     parser.add_argument("--conv-fwd-sweep", action="store_true",
                         help="no model: time the conv forward's tile configurations")
+    parser.add_argument("--conv-bwd-sweep", action="store_true",
+                        help="no model: time the conv backward's tile configurations")
     parser.add_argument("--conv-bench", action="store_true",
                         help="no model: time the fused bidirectional conv + SiLU kernel against "
                              "the grouped conv")
@@ -424,6 +466,9 @@ def main() -> int:
         return 0
     if args.conv_fwd_sweep:
         conv_fwd_sweep()
+        return 0
+    if args.conv_bwd_sweep:
+        conv_bwd_only_sweep()
         return 0
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "device": torch.cuda.get_device_name(), "torch": torch.__version__,

@@ -50,11 +50,13 @@ MAX_WIDTH = 4
 # 0.019 / 0.077 / 0.154); graphed VideoMamba-S inference +0.9 % at 8 frames, +1.3 % at 64 (ABAB).
 # 8 warps per 64 x 64 tile were slower (run 45). VIDEOMAMBA_CONV_FWD_CONFIG overrides it.
 _FWD_CONFIG = (128, 32, 4)
-# backward (BLOCK_D, BLOCK_L, num_warps, tiles per program) for channels-fastest / contiguous x,
-# chosen from the sm_90 compile (ptxas, bf16 x and dy, K=4: pass 1 92 / 91 registers with
-# positions-fastest dy, 72 / 80 with channels-fastest dy; pass 2 75 / 64; no spills), not timed
-# yet: benchmarks/model.py --conv-bench sweeps alternatives
-_BWD_CONFIG_D_MAJOR = (32, 16, 4, 8)
+# backward (BLOCK_D, BLOCK_L, num_warps, tiles per program) for channels-fastest / contiguous x.
+# Channels-fastest (the mixer's): the fastest of run 48's sweep (H200, B=8, D=768, dy
+# channels-fastest, `model.py --conv-bwd-sweep`, do_bench): 0.122 / 0.364 / 0.690 ms at L = 1569
+# / 6273 / 12545 against 0.150 / 0.390 / 0.758 for the previous (32, 16, 4, 8); compiled
+# training unchanged within noise (157.1-157.6 against 156.6-157.4 clips/s, ABAB). Contiguous:
+# chosen from the sm_90 compile (ptxas: no spills), not timed.
+_BWD_CONFIG_D_MAJOR = (64, 8, 4, 16)
 _BWD_CONFIG_L_MAJOR = (16, 32, 4, 4)
 _SUM_BLOCK_R, _SUM_BLOCK_D = 32, 64
 

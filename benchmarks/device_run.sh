@@ -169,6 +169,12 @@ run47)  # session 7, final lease, call 3 (after run30 = build + GPU tests, run31
     timeout 150 python3 benchmarks/scan.py --backends $BACKENDS --layout $layout \
         --lengths 1569,3137,6273,12545 --check-lengths 1569 --out "$OUT/scan_$layout.json" \
         > "$OUT/scan_$layout.log" 2>&1; tail -5 "$OUT/scan_$layout.log"; done
+  echo "at $(elapsed)s"
+  OLD=$PWD/.devcarry/old_src; echo "old: $(cat $OLD/COMMIT)"  # A * log2(e) reloads, ABAB
+  for i in 1 2; do for v in new old; do P=$PWD/src; [ $v = old ] && P=$OLD
+    PYTHONPATH=$P timeout 60 python3 benchmarks/scan.py --backends triton --layout model \
+        --lengths 3137,6273,12545 --check-lengths 0 --out "$OUT/scan_ab_${v}_$i.json" > "$OUT/scan_ab.log" 2>&1
+    grep -A4 "^L |" "$OUT/scan_ab.log" | tail -3 | sed "s/^/$v $i /"; done; done
   echo "done at $(elapsed)s"
   ;;
 run39)  # session 7: softplus without log2's polynomial, 16-byte B/C and channel loads in the

@@ -94,7 +94,7 @@ def _fwd_tile_loads(tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_bas
 @triton.jit(do_not_specialize=["su_t", "sd_t", "sz_t", "sy_t"])
 def _tile_fwd(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, y_ptr, last_ptr, ck_ptr,
-    hseg_ptr, dsum_ptr,
+    hseg_ptr, dsum_ptr, a2_ptr,
     length, channels, chans_per_group, n_state, n_tiles, tiles_per_seg, n_seg, ck_steps, n_ck,
     su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sy_b, sy_d, sy_t,
     sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
@@ -117,6 +117,10 @@ def _tile_fwd(
     group = (pid_d * BLOCK_D) // chans_per_group
     A2 = _a_log2e(tl.load(A_ptr + offs_d * sA_d + offs_n * sA_n, mask=mask_nd, other=0.0),
                   A_IS_LOG)  # (BLOCK_D, N, 1): exp(dt A) = exp2(dt A2)
+    if SPLIT_N:  # A2 for the loop's reloads, so that they skip A_log's exponential (every
+        # program of a channel block writes the same values)
+        tl.store(a2_ptr + offs_d * N + offs_n, A2, mask=mask_nd)
+        tl.debug_barrier()
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     if HAS_D:
@@ -159,8 +163,8 @@ def _tile_fwd(
         dt = tl.where(m, dt, 0.0)  # padding steps are the identity (decay 1, input 0)
         if SPLIT_N:  # reloaded (from L1) as the last load: its layout is the arithmetic's
             # (masked by the tile's index so that it is not hoisted out of the loop)
-            A2 = _a_log2e(tl.load(A_ptr + offs_d * sA_d + offs_n * sA_n,
-                                  mask=mask_nd & (tile < n_tiles), other=0.0), A_IS_LOG)
+            A2 = tl.load(a2_ptr + offs_d * N + offs_n, mask=mask_nd & (tile < n_tiles),
+                         other=0.0)
         decay = _exp2(A2 * dt)  # (BLOCK_D, N, T)
         bx = Bt * (dt * u)
         bx = tl.where(first, decay * h + bx, bx)  # the carried state enters at the first step
@@ -251,7 +255,8 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
     bias = delta_bias if delta_bias is not None else u
     At, sA_d, sA_n = a_layout(A)
     grid = (batch, triton.cdiv(channels, block_d), n_seg)
-    args = (u, delta, At, B4, C4, D if D is not None else u, zz, bias, y, last, ck, hseg, dsum,
+    a2 = torch.empty(channels, n_pow2, **f32)  # A * log2(e), written by the programs
+    args = (u, delta, At, B4, C4, D if D is not None else u, zz, bias, y, last, ck, hseg, dsum, a2,
             length, channels, chans_per_group, n_state, triton.cdiv(max(length, 1), t),
             tiles_per_seg, n_seg, max(ck_steps, 1), n_ck,
             *u.stride(), *delta.stride(), *zz.stride(), *y.stride(),

@@ -185,7 +185,7 @@ def _grad_tile_loads(i, seg, seg_len, n_t, length, offs_t, mask_d, mask_nd, bc_m
 def _lean_body(
     work_first, work_step, rev,
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dy_ptr, dlast_ptr,
-    ck_ptr, gseg_ptr, dnext_ptr, scratch_ptr,
+    ck_ptr, gseg_ptr, dnext_ptr, scratch_ptr, a2_ptr,
     du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr, partner_ptr,
     batch, n_blocks, length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
     su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sg_b, sg_d, sg_t,
@@ -232,6 +232,11 @@ def _lean_body(
         group = (pid_d * BLOCK_D) // chans_per_group
         a_ptrs = A_ptr + offs_d * sA_d + offs_n * sA_n
         A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd, other=0.0), A_IS_LOG)  # (BLOCK_D, N, 1)
+        a2_ptrs = a2_ptr + offs_d * N + offs_n
+        if SPLIT_N:  # A2 for the loops' reloads, which then skip A_log's exponential (every
+            # program of a channel block writes the same values)
+            tl.store(a2_ptrs, A2, mask=mask_nd)
+            tl.debug_barrier()
         bias = 0.0
         if HAS_BIAS:
             bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
@@ -272,8 +277,7 @@ def _lean_body(
                     z_r = tl.load(z_base + t_r * sz_t, mask=m_r, other=0.0).to(tl.float32)
                     dout_r = dout_r * z_r * _sigmoid(z_r)
                 if SPLIT_N:  # the last load: its layout is the arithmetic's (see triton_tile)
-                    A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0),
-                                  A_IS_LOG)
+                    A2 = tl.load(a2_ptrs, mask=mask_nd & (low < length), other=0.0)
                 dtn_r = _delta(dtn_r, bias, m_rnx, HAS_BIAS, SOFTPLUS)
                 c_r = C_r.to(tl.float32) * dout_r
                 if HAS_DLAST:
@@ -328,8 +332,7 @@ def _lean_body(
                     dt = tl.load(d_base + t * sd_t, mask=m, other=0.0)
                     u = tl.load(u_base + t * su_t, mask=m, other=0.0).to(tl.float32)
                     if SPLIT_N:
-                        A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0),
-                                      A_IS_LOG)
+                        A2 = tl.load(a2_ptrs, mask=mask_nd & (low < length), other=0.0)
                     dt = _delta(dt, bias, m, HAS_BIAS, SOFTPLUS)
                     decay = _exp2(A2 * dt)
                     bx = Bt * (dt * u)
@@ -367,8 +370,7 @@ def _lean_body(
                     dy, zt = dy.to(tl.float32), zt.to(tl.float32)
                     if SPLIT_N:  # masked by the tile's position: a tile with no valid step gets
                         # A = 0
-                        A2 = _a_log2e(tl.load(a_ptrs, mask=mask_nd & (low < length), other=0.0),
-                                      A_IS_LOG)
+                        A2 = tl.load(a2_ptrs, mask=mask_nd & (low < length), other=0.0)
                     dt, dsoftplus = _delta_and_slope(dt_raw, bias, m, HAS_BIAS, SOFTPLUS)
                     decay = _exp2(A2 * dt)  # (BLOCK_D, N, T)
                     bx = Bt * (dt * u)
@@ -459,7 +461,7 @@ _STRIDES = ["su_t", "sd_t", "sz_t", "sg_t", "sB_t", "sC_t"]
 @triton.jit(do_not_specialize=_STRIDES)
 def _tile_bwd_lean(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dy_ptr, dlast_ptr,
-    ck_ptr, gseg_ptr, dnext_ptr, scratch_ptr,
+    ck_ptr, gseg_ptr, dnext_ptr, scratch_ptr, a2_ptr,
     du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr, partner_ptr,
     batch, n_blocks, length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
     su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sg_b, sg_d, sg_t,
@@ -475,7 +477,7 @@ def _tile_bwd_lean(
     _lean_body(
         tl.program_id(0), tl.num_programs(0), REVERSE,
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dy_ptr, dlast_ptr,
-        ck_ptr, gseg_ptr, dnext_ptr, scratch_ptr,
+        ck_ptr, gseg_ptr, dnext_ptr, scratch_ptr, a2_ptr,
         du_ptr, ddelta_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr, partner_ptr,
         batch, n_blocks, length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
         su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sg_b, sg_d, sg_t,
@@ -490,7 +492,7 @@ def _tile_bwd_pair(
     dbias_f, partner_f,
     u_b, delta_b, A_b, B_b, C_b, D_b, bias_b, ck_b, du_b, ddelta_b, dA_b, dB_b, dC_b, dD_b,
     dbias_b, partner_b,
-    z_ptr, dy_ptr, scratch_ptr,
+    z_ptr, dy_ptr, scratch_ptr, a2_ptr,
     batch, n_blocks, length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
     su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sg_b, sg_d, sg_t,
     sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
@@ -513,6 +515,7 @@ def _tile_bwd_pair(
         tl.where(r, B_b, B_f), tl.where(r, C_b, C_f), tl.where(r, D_b, D_f), z_ptr,
         tl.where(r, bias_b, bias_f), dy_ptr, dy_ptr,
         tl.where(r, ck_b, ck_f), scratch_ptr, scratch_ptr, scratch_ptr,
+        a2_ptr + rev * (channels * N),
         tl.where(r, du_b, du_f), tl.where(r, ddelta_b, ddelta_f), tl.where(r, dA_b, dA_f),
         tl.where(r, dB_b, dB_f), tl.where(r, dC_b, dC_f), tl.where(r, dD_b, dD_f), dy_ptr,
         tl.where(r, dbias_b, dbias_f), tl.where(r, partner_b, partner_f),
@@ -622,8 +625,9 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
     dA = out["dA"]
     dl = dlast.contiguous().float() if dlast is not None else dA
     At, sA_d, sA_n = a_layout(A)
+    a2 = torch.empty(channels, n_pow2, **f32)  # A * log2(e), written by the programs
     args = (u, delta, At, B4, C4, D if D is not None else dA, zz, bias, dy, dl,
-            ck if ck.numel() else gseg, gseg, dnext, scratch,
+            ck if ck.numel() else gseg, gseg, dnext, scratch, a2,
             out["du"], out["ddelta"], dA, out["dB"], out["dC"], _or(out["dD"], dA),
             _or(dz, out["du"]), _or(out["ddelta_bias"], dA), _or(partner, dA),
             batch, n_blocks, length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
@@ -748,7 +752,8 @@ def lean_bwd_pair(dy: Tensor, f: tuple, b: tuple, z: Tensor, delta_softplus: boo
                         ck if ck.numel() else dA, out["du"], out["ddelta"], dA, out["dB"],
                         out["dC"], _or(out["dD"], dA), _or(out["ddelta_bias"], dA),
                         out["partner"], out))
-    args = (*per_dir[0][:16], *per_dir[1][:16], z, dy, scratch,
+    a2 = torch.empty(2, channels, n_pow2, **f32)  # each direction's A * log2(e)
+    args = (*per_dir[0][:16], *per_dir[1][:16], z, dy, scratch, a2,
             batch, n_blocks, length, channels, chans_per_group, n_state, seg_len, n_seg, n_ck,
             *u.stride(), *delta.stride(), *z.stride(), *dy.stride(),
             *B4s[0].stride(), *C4s[0].stride(), sA_d, sA_n)

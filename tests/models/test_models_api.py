@@ -56,24 +56,41 @@ def test_tubelet_groups_frames():
     assert model.temporal_pos_embedding.shape == (1, 2, 64)
 
 
-@pytest.mark.parametrize("kernel,stride,shape", [
-    ((2, 4, 4), (2, 4, 4), (2, 3, 4, 8, 12)),  # tubelets, non-square: one GEMM
-    ((1, 4, 4), (1, 4, 4), (1, 3, 3, 10, 8)),  # 10 % 4: the convolution (crops)
-    ((1, 4, 4), (1, 2, 2), (1, 3, 2, 8, 8)),  # overlapping patches: the convolution
-])
-def test_patchify_is_the_patch_convolution(kernel, stride, shape):
-    from videomamba.models.videomamba import patchify
+@pytest.mark.parametrize("kernel,shape", [((2, 4, 4), (2, 3, 4, 8, 12)),
+                                          ((1, 4, 4), (1, 3, 3, 8, 8))])
+def test_patch_gemm_is_the_patch_convolution(kernel, shape):
+    from videomamba.models.videomamba import patch_gemm
 
     torch.manual_seed(0)
-    proj = torch.nn.Conv3d(3, 5, kernel_size=kernel, stride=stride)
+    proj = torch.nn.Conv3d(3, 5, kernel_size=kernel, stride=kernel)
     x = torch.randn(*shape, requires_grad=True)
-    got = patchify(x, proj)
+    got = patch_gemm(x, proj)
     want = proj(x).flatten(3).permute(0, 2, 3, 1)  # (B, T', h*w, d)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     grads = torch.autograd.grad(got.square().sum(), [x, proj.weight, proj.bias])
     want_grads = torch.autograd.grad(want.square().sum(), [x, proj.weight, proj.bias])
     for g, w in zip(grads, want_grads):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_patchify_takes_the_gemm_in_reduced_precision_only(monkeypatch):
+    """float32 keeps the convolution (the official model's numerics, bit for bit); bf16 inputs
+    or autocast take the GEMM where the kernel tiles the clip, the convolution where not."""
+    from videomamba.models import videomamba as vm
+
+    proj = torch.nn.Conv3d(3, 5, kernel_size=(1, 4, 4), stride=(1, 4, 4))
+    calls = []
+    monkeypatch.setattr(vm, "patch_gemm", lambda x, p: calls.append(x.dtype) or
+                        p(x).flatten(3).permute(0, 2, 3, 1))
+    x = torch.randn(1, 3, 2, 8, 8)
+    torch.testing.assert_close(vm.patchify(x, proj), proj(x).flatten(3).permute(0, 2, 3, 1),
+                               rtol=0, atol=0)
+    assert calls == []
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        vm.patchify(x, proj)
+        vm.patchify(torch.randn(1, 3, 2, 10, 8), proj)  # 10 % 4: the convolution
+    vm.patchify(x.bfloat16(), proj.bfloat16())
+    assert calls == [torch.float32, torch.bfloat16]
 
 
 def test_wrong_input_shape_says_what_is_expected(video_model, image_model):

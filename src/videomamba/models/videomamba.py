@@ -213,16 +213,31 @@ class ImageMamba(VisionMambaBase):
 
 
 def patchify(x: Tensor, proj: nn.Conv3d) -> Tensor:
-    """``proj(x)`` for a clip ``(B, C, T, H, W)``, as tokens ``(B, T', h*w, d)``. The patch
-    projection's kernel equals its stride, so it is one matrix product of the patches, unfolded,
-    with the kernel ``(d, C*t*p*p)``: on a GPU that is a GEMM where cuDNN's bf16 Conv3d picks
-    an implicit-GEMM kernel ~20x slower (0.36 ms of an 11.7 ms VideoMamba-S inference step at 8
-    frames, run 27). Shapes the kernel does not tile exactly take the convolution."""
+    """``proj(x)`` for a clip ``(B, C, T, H, W)``, as tokens ``(B, T', h*w, d)``. In bf16/fp16
+    (autocast or half inputs) it is :func:`patch_gemm`: cuDNN's bf16 Conv3d takes an
+    implicit-GEMM kernel ~20x slower than the GEMM (0.36 ms of an 11.7 ms VideoMamba-S inference
+    step at 8 frames, run 27). float32 keeps the convolution, whose numerics the official model
+    has (on a GPU cuDNN computes float32 convolutions in TF32 by default, matmuls not: the GEMM
+    moved the fp32 logits 1.6e-4 from the official's, run 50)."""
+    reduced = x.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(
+        x.device.type)
+    if reduced and _tiles_exactly(x, proj):
+        return patch_gemm(x, proj)
+    return proj(x).flatten(3).permute(0, 2, 3, 1)
+
+
+def _tiles_exactly(x: Tensor, proj: nn.Conv3d) -> bool:
+    """Whether ``proj`` cuts ``x`` into non-overlapping patches that cover it."""
+    t, p, q = proj.kernel_size
+    return (tuple(proj.stride) == (t, p, q) and not any(proj.padding) and proj.groups == 1
+            and x.shape[2] % t == 0 and x.shape[3] % p == 0 and x.shape[4] % q == 0)
+
+
+def patch_gemm(x: Tensor, proj: nn.Conv3d) -> Tensor:
+    """The non-overlapping patch projection ``proj`` of ``x`` ``(B, C, T, H, W)`` as one matrix
+    product of the unfolded patches with the kernel ``(d, C*t*p*p)``: ``(B, T', h*w, d)``."""
     batch, chans, frames, height, width = x.shape
     t, p, q = proj.kernel_size
-    if (tuple(proj.stride) != (t, p, q) or any(proj.padding) or frames % t or height % p
-            or width % q or proj.groups != 1):
-        return proj(x).flatten(3).permute(0, 2, 3, 1)
     cols = x.reshape(batch, chans, frames // t, t, height // p, p, width // q, q)
     cols = cols.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(
         batch, frames // t, (height // p) * (width // q), chans * t * p * q)

@@ -406,7 +406,9 @@ def parity(official_dir: str) -> dict:
 
 
 def plot(json_path: str, png: str) -> None:
-    """Inference clips/s against frames for every model in a result file, written to ``png``."""
+    """Inference clips/s against frames for every model in a result file, written to ``png``:
+    with CUDA graphs where the file has them (eager steps of a short clip are bound by the
+    host), else eager."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -417,14 +419,18 @@ def plot(json_path: str, png: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4.2))
     labels = {"ours": "VideoMamba-S (ours, Triton scan)", "official": "VideoMamba-S (official)",
               "vit_sdpa": "ViT-S joint space-time (SDPA)"}
+    phase = "inference"
+    if any(res.get("inference_graph") for res in report["results"].values()):
+        phase = "inference_graph"
     for name, res in report["results"].items():
-        pts = sorted((int(f), r["clips_per_s"]) for f, r in res["inference"].items()
+        pts = sorted((int(f), r["clips_per_s"]) for f, r in res.get(phase, {}).items()
                      if "clips_per_s" in r)
-        ax.plot(*zip(*pts), marker="o", label=labels.get(name, name))
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=labels.get(name, name))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("frames (224 px, batch 8, bf16 autocast)")
-    ax.set_ylabel("inference clips/s")
+    ax.set_ylabel("inference clips/s" + (", CUDA graphs" if phase == "inference_graph" else ""))
     ax.set_title(report["device"])
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

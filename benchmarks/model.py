@@ -21,6 +21,7 @@ printout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -273,6 +274,33 @@ CONV_BWD_CONFIGS = ("default", "64,16,8,8", "64,8,4,16", "32,16,4,4", "32,32,4,4
                     "32,16,4,16", "64,16,4,16")
 
 
+@contextlib.contextmanager
+def kernel_config(variable: str, config: str):
+    """Run the block with the environment ``variable`` set to ``config`` ("default": unset),
+    restoring what it was."""
+    saved = os.environ.get(variable)
+    if config == "default":
+        os.environ.pop(variable, None)
+    else:
+        os.environ[variable] = config
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = saved
+
+
+def conv_inputs(length: int) -> tuple[torch.Tensor, list, list]:
+    """The mixer's conv input ``x`` (B=8, D=768, a transposed view of a (B, L, 2D) tensor, bf16)
+    and both branches' taps and biases."""
+    xz = torch.randn(BATCH, length, 1536, device="cuda", dtype=torch.bfloat16)
+    ws = [torch.randn(768, 1, 4, device="cuda") for _ in range(2)]
+    bs = [torch.randn(768, device="cuda") for _ in range(2)]
+    return xz[..., :768].transpose(1, 2), ws, bs
+
+
 def conv_bwd_sweep(x: torch.Tensor, ws: list, bs: list) -> list[str]:
     """The Triton backward alone (``videomamba::bi_conv_silu_bwd``, both passes and the partial
     sums) for each of ``CONV_BWD_CONFIGS``, with ``dy`` contiguous (positions fastest) and
@@ -288,13 +316,8 @@ def conv_bwd_sweep(x: torch.Tensor, ws: list, bs: list) -> list[str]:
     floor = x.numel() * 24 / 3.0e12 * 1e3
     least = x.numel() * 8 / 3.0e12 * 1e3
     lines = []
-    saved = os.environ.get("VIDEOMAMBA_CONV_BWD_CONFIG")
-    try:
-        for config in CONV_BWD_CONFIGS:
-            if config == "default":
-                os.environ.pop("VIDEOMAMBA_CONV_BWD_CONFIG", None)
-            else:
-                os.environ["VIDEOMAMBA_CONV_BWD_CONFIG"] = config
+    for config in CONV_BWD_CONFIGS:
+        with kernel_config("VIDEOMAMBA_CONV_BWD_CONFIG", config):
             for dy_name, dy in dys.items():
                 def backward(dy=dy):
                     _bi_conv_silu_bwd(dy, dy, x, ws[0], bs[0], ws[1], bs[1])
@@ -303,11 +326,6 @@ def conv_bwd_sweep(x: torch.Tensor, ws: list, bs: list) -> list[str]:
                              f"{cuda_median_ms(backward, 3, 20):.3f} ms (floor ~{floor:.3f} ms, "
                              f"x/dy/dx only ~{least:.3f} ms, at 3 TB/s)")
                 print(lines[-1], flush=True)
-    finally:
-        if saved is None:
-            os.environ.pop("VIDEOMAMBA_CONV_BWD_CONFIG", None)
-        else:
-            os.environ["VIDEOMAMBA_CONV_BWD_CONFIG"] = saved
     return lines
 
 
@@ -325,19 +343,11 @@ def conv_bwd_only_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[
     from videomamba.ops.triton_conv import conv_silu_backward
 
     lines = []
-    saved = os.environ.get("VIDEOMAMBA_CONV_BWD_CONFIG")
-    try:
-        for length in lengths:
-            xz = torch.randn(BATCH, length, 1536, device="cuda", dtype=torch.bfloat16)
-            x = xz[..., :768].transpose(1, 2)
-            dy = torch.randn(BATCH, length, 768, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
-            ws = [torch.randn(768, 1, 4, device="cuda") for _ in range(2)]
-            bs = [torch.randn(768, device="cuda") for _ in range(2)]
-            for config in CONV_BWD_CONFIGS:
-                if config == "default":
-                    os.environ.pop("VIDEOMAMBA_CONV_BWD_CONFIG", None)
-                else:
-                    os.environ["VIDEOMAMBA_CONV_BWD_CONFIG"] = config
+    for length in lengths:
+        x, ws, bs = conv_inputs(length)
+        dy = torch.randn(BATCH, length, 768, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
+        for config in CONV_BWD_CONFIGS:
+            with kernel_config("VIDEOMAMBA_CONV_BWD_CONFIG", config):
                 try:
                     ms = triton.testing.do_bench(
                         lambda: conv_silu_backward(dy, dy, x, ws[0], bs[0], ws[1], bs[1]),
@@ -345,49 +355,30 @@ def conv_bwd_only_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[
                 except Exception as err:  # a configuration the compiler rejects
                     print(f"L={length} conv bwd config {config} failed: {err!r}"[:300], flush=True)
                     continue
-                lines.append(f"L={length} conv bwd config {config}: {ms:.4f} ms")
-                print(lines[-1], flush=True)
-    finally:
-        if saved is None:
-            os.environ.pop("VIDEOMAMBA_CONV_BWD_CONFIG", None)
-        else:
-            os.environ["VIDEOMAMBA_CONV_BWD_CONFIG"] = saved
+            lines.append(f"L={length} conv bwd config {config}: {ms:.4f} ms")
+            print(lines[-1], flush=True)
     return lines
 
 
 def conv_fwd_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
-    """The fused conv + SiLU forward alone (B=8, D=768, K=4, bf16, x a transposed view of a
-    (B, L, 2D) tensor) for each of ``CONV_FWD_CONFIGS``: median of ``triton.testing.do_bench``
-    (back-to-back launches, so the host's dispatch time is hidden), against the floor of reading
-    x once and writing both outputs at 3 TB/s."""
+    """The fused conv + SiLU forward alone (the mixer's layout) for each of
+    ``CONV_FWD_CONFIGS``: median of ``triton.testing.do_bench`` (back-to-back launches, so the
+    host's dispatch time is hidden), against the floor of reading x once and writing both
+    outputs at 3 TB/s."""
     import triton.testing
 
     from videomamba.ops.triton_conv import conv_silu_forward
 
     lines = []
-    saved = os.environ.get("VIDEOMAMBA_CONV_FWD_CONFIG")
-    try:
-        for length in lengths:
-            xz = torch.randn(BATCH, length, 1536, device="cuda", dtype=torch.bfloat16)
-            x = xz[..., :768].transpose(1, 2)
-            ws = [torch.randn(768, 1, 4, device="cuda") for _ in range(2)]
-            bs = [torch.randn(768, device="cuda") for _ in range(2)]
-            floor = 3 * x.numel() * 2 / 3.0e12 * 1e3
-            for config in CONV_FWD_CONFIGS:
-                if config == "default":
-                    os.environ.pop("VIDEOMAMBA_CONV_FWD_CONFIG", None)
-                else:
-                    os.environ["VIDEOMAMBA_CONV_FWD_CONFIG"] = config
+    for length in lengths:
+        x, ws, bs = conv_inputs(length)
+        floor = 3 * x.numel() * 2 / 3.0e12 * 1e3
+        for config in CONV_FWD_CONFIGS:
+            with kernel_config("VIDEOMAMBA_CONV_FWD_CONFIG", config):
                 ms = triton.testing.do_bench(
                     lambda: conv_silu_forward(x, ws[0], bs[0], ws[1], bs[1]), return_mode="median")
-                lines.append(f"L={length} conv fwd config {config}: {ms:.4f} ms "
-                             f"(floor ~{floor:.4f} ms)")
-                print(lines[-1], flush=True)
-    finally:
-        if saved is None:
-            os.environ.pop("VIDEOMAMBA_CONV_FWD_CONFIG", None)
-        else:
-            os.environ["VIDEOMAMBA_CONV_FWD_CONFIG"] = saved
+            lines.append(f"L={length} conv fwd config {config}: {ms:.4f} ms (floor ~{floor:.4f} ms)")
+            print(lines[-1], flush=True)
     return lines
 
 

@@ -54,6 +54,9 @@
 #                                         # whole model against the default (ABAB)
 #   bash benchmarks/device_run.sh run48   # session 7: conv backward tile sweep, the fastest in
 #                                         # compiled training against the default (ABAB)
+#   bash benchmarks/device_run.sh run52   # session 7: occupancy probe of the forward (model layout)
+#   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
+#                                         # direction (same tree, ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
 #                                         # training, scan tables in both layouts
 # The modes of earlier runs (call1, call2, run5, final, quick) timed kernels removed after commit
@@ -104,6 +107,40 @@ PY
 }
 
 case "${1:-scan}" in
+run53)  # session 7: both directions' forwards in one launch (8-step tiles) and a gate kernel
+       # against one launch per direction, same tree (VIDEOMAMBA_FWD_PAIR=1 / 0): GPU tests of the
+       # mixer path, one mixer ABAB, graphed inference ABAB, compiled training
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 150 python3 -m pytest tests/ops/test_triton_bidir.py -q --tb=short -p no:cacheprovider \
+      > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "at $(elapsed)s"
+  for i in 1 2; do for p in 1 0; do
+    VIDEOMAMBA_FWD_PAIR=$p timeout 60 python3 benchmarks/mixer.py --lengths 1569,6273,12545 \
+        --out "$OUT/mixer_fwdpair${p}_$i.json" 2>&1 | grep "^| [0-9]" | sed "s/^/fwd_pair=$p $i /"; done; done
+  echo "at $(elapsed)s"
+  for i in 1 2; do for p in 1 0; do
+    VIDEOMAMBA_FWD_PAIR=$p timeout 70 python3 benchmarks/model.py --models ours --frames 8,64 --train-frames "" \
+        --cuda-graph --out "$OUT/infer_fwdpair${p}_$i.json" > "$OUT/infer.log" 2>&1
+    echo "fwd_pair=$p $i: $(grep -v '^    ' "$OUT/infer.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
+  echo "at $(elapsed)s"
+  for p in 1 0; do
+    VIDEOMAMBA_FWD_PAIR=$p timeout 100 python3 benchmarks/model.py --models ours_compiled_ro --frames "" \
+        --train-frames 8 --out "$OUT/train_fwdpair$p.json" > "$OUT/train.log" 2>&1
+    echo "fwd_pair=$p: $(grep -v '^    ' "$OUT/train.log" | grep -E '^training' | tr '\n' ' ')"; done
+  echo "done at $(elapsed)s"
+  (cd "$OUT" && tar czf run53.tgz --exclude=run53.tgz * && find . -type f ! -name run53.tgz -delete)
+  ;;
+run52)  # session 7, after the final lease: does the forward gain from more resident warps now?
+       # Tile configs (T, BLOCK_D, n_seg) at batch 8 and 16 in the model's layout (the occupancy
+       # probe); the refactored conv sweep once
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  for L in 3137 12545; do
+    timeout 150 python3 benchmarks/scan.py --backends triton --layout model --lengths $L --check-lengths 0 \
+        --occupancy "16,8,0;16,8,2;8,8,0;8,8,2;16,4,0" --out "$OUT/occupancy_$L.json" > "$OUT/occupancy_$L.log" 2>&1
+    grep "occupancy" "$OUT/occupancy_$L.log" | sed "s/^/L=$L /"; done
+  timeout 100 python3 benchmarks/model.py --conv-fwd-sweep 2>&1 | grep "^L=12545" | head -3
+  echo "done at $(elapsed)s"
+  ;;
 run48)  # session 7: the conv backward's tile configurations (do_bench, L = 1569 / 6273 / 12545), then
        # compiled training with the fastest at L=6273 against the default, ABAB
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"

@@ -231,7 +231,7 @@ def sweep(length: int) -> dict:
     return {"tile": tile, "bwd": {"results": res, "best": best, "length": length}}
 
 
-def occupancy_probe(length: int, configs: list[str]) -> dict:
+def occupancy_probe(length: int, configs: list[str], layout: str = "contiguous") -> dict:
     """Forward time of each tiled-forward config ``T,BLOCK_D,n_seg`` at batch 8 and 16: whether
     twice the programs (what one launch for both directions of a block would run) take less
     than twice the time, i.e. whether the forward is short of resident warps."""
@@ -241,7 +241,8 @@ def occupancy_probe(length: int, configs: list[str]) -> dict:
         res[cfg] = {}
         for batch in (BATCH, 2 * BATCH):
             try:
-                res[cfg][batch] = time_scan("triton", length, backward=False, batch=batch)["fwd_ms"]
+                res[cfg][batch] = time_scan("triton", length, backward=False, batch=batch,
+                                            layout=layout)["fwd_ms"]
             except Exception as err:  # a configuration that does not compile is reported
                 res[cfg][batch] = repr(err)[:200]
         print(f"  occupancy {cfg}: {res[cfg]}", flush=True)
@@ -403,7 +404,7 @@ def main() -> int:
             backends.remove("mamba_ssm")
             report["mamba_ssm_error"] = str(err)
     if args.occupancy:
-        report["occupancy"] = occupancy_probe(lengths[0], args.occupancy.split(";"))
+        report["occupancy"] = occupancy_probe(lengths[0], args.occupancy.split(";"), args.layout)
         write_report(report, args.out)
     if args.sweep and "triton" in backends:
         report["sweep"] = sweep(args.sweep_length)

@@ -122,8 +122,10 @@ def mixer_scan_inputs(batch: int, length: int, channels: int, n_state: int, dt_r
 def compile_mixer_scans(which: str = "all", batch: int = 8, length: int = 1569,
                         channels: int = 768, n_state: int = 16, dt_rank: int = 24) -> list[dict]:
     """Records of the scan launches of one mixer step (VideoMamba-S defaults): the forward pair
-    (``which`` fwd or all) and the backward's launches (bwd or all): the pair kernel and the dz
-    kernel where the grid fills the GPU (VideoMamba-S at batch 8), SUMMARY + gradient pass per
+    (``which`` fwd or all: both directions in one launch and the gate that sums them where they
+    fit the GPU in one wave, one launch per direction otherwise or with
+    ``VIDEOMAMBA_FWD_PAIR=0``) and the backward's launches (bwd or all): the pair kernel and the
+    dz kernel where the grid fills the GPU (VideoMamba-S at batch 8), SUMMARY + gradient pass per
     direction otherwise or with ``VIDEOMAMBA_LEAN_PAIR=0``."""
     from videomamba.ops.selective_scan import triton_bidir
 
@@ -137,8 +139,12 @@ def compile_mixer_scans(which: str = "all", batch: int = 8, length: int = 1569,
             triton_bidir._scan_pair_backward(dy, f, b, z, ck_f, ck_b, dz_out=dxz[:, channels:])
 
     records = capture_compiles(one_step)
-    forward = [r for r in records if r["kernel"] == "_tile_fwd"]
+    forward = [r for r in records if r["kernel"] in FORWARD_KERNELS]
     return {"fwd": forward, "bwd": records[len(forward):], "all": records}[which]
+
+
+# the forward's launches: one per direction, or the pair kernel and the gate that sums them
+FORWARD_KERNELS = ("_tile_fwd", "_tile_fwd_pair", "_gate_sum_kernel")
 
 
 def arithmetic_layout(ttgir: str) -> str:

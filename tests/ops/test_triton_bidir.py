@@ -55,12 +55,14 @@ def reference(xz, fw, bw, d_state, dt_rank):
     return one(xz, fw) + one(xz.flip(-1), bw).flip(-1)
 
 
-# pair "1": both directions' backward in one launch without the SUMMARY pass (the default on
-# a GPU with batch x channels large enough); "0": the segmented launches of each direction
+# pair "1": both directions' forward in one launch, and their backward in one launch without
+# the SUMMARY pass (the defaults on a GPU with batch x channels large enough); "0": one
+# direction after the other, the backward in segmented launches
 @pytest.mark.parametrize("pair", ["0", "1"])
 @pytest.mark.parametrize("length", [9, 30])
 def test_bidirectional_matches_reference(length, pair, monkeypatch):
     monkeypatch.setenv("VIDEOMAMBA_LEAN_PAIR", pair)
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR", pair)
     check_bidirectional(length, channels=8, d_state=4, dt_rank=3)
 
 
@@ -70,6 +72,7 @@ def test_bidirectional_matches_reference(length, pair, monkeypatch):
 @pytest.mark.parametrize("length", [1, 7, 1000])
 def test_gpu_bidirectional_matches_reference(length, pair, monkeypatch):
     monkeypatch.setenv("VIDEOMAMBA_LEAN_PAIR", pair)
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR", pair)
     check_bidirectional(length, channels=64, d_state=16, dt_rank=4)
 
 
@@ -81,6 +84,7 @@ def test_gpu_bidirectional_matches_reference(length, pair, monkeypatch):
 @pytest.mark.parametrize("length", [9, 30])
 def test_bidirectional_vector_loads_match_reference(length, pair, monkeypatch):
     monkeypatch.setenv("VIDEOMAMBA_LEAN_PAIR", pair)
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR", pair)
     taken = spy_alignments(monkeypatch)
     check_bidirectional(length, channels=8, d_state=8, dt_rank=8, channels_last=True)
     assert taken == {4}  # float32: 16 bytes are 4 elements
@@ -92,6 +96,7 @@ def test_bidirectional_vector_loads_match_reference(length, pair, monkeypatch):
 @pytest.mark.parametrize("length", [7, 1000, 3137])
 def test_gpu_bidirectional_vector_loads_match_reference(length, pair, monkeypatch):
     monkeypatch.setenv("VIDEOMAMBA_LEAN_PAIR", pair)
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR", pair)
     taken = spy_alignments(monkeypatch)
     check_bidirectional(length, channels=64, d_state=16, dt_rank=8, channels_last=True)
     assert taken == {4}

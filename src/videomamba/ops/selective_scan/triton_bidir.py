@@ -28,6 +28,7 @@ from videomamba.ops.eager import AutogradRoute
 from videomamba.ops.grad_buffers import bias_grad_like, dense_like
 from videomamba.ops.selective_scan.triton_common import segment_length
 from videomamba.ops.selective_scan.triton_op import run_bwd, run_fwd, saved_shape
+from videomamba.ops.selective_scan.triton_tile import pair_forward_fits, tile_fwd_pair
 from videomamba.ops.selective_scan.triton_tile_bwd import lean_bwd_pair, pair_programs_fill_gpu
 from videomamba.ops.triton_conv import conv_silu_backward, conv_silu_forward
 
@@ -48,9 +49,15 @@ def _scan_pair_forward(f: tuple, b: tuple, z: Tensor) -> tuple[Tensor, Tensor, T
     """Both scans: ``y = silu(z) * (scan_f(...) + reverse_scan_b(...))`` ``(B, D, L)``, written
     into ``(B, L, D)`` memory (what ``out_proj`` reads, so no transposed copy), and each
     direction's segment states ``ck`` for the backward. ``f``/``b``: (u, delta, A, B, C, D,
-    delta_bias) of each branch."""
+    delta_bias) of each branch. Both directions in one launch where their programs fit the GPU
+    in one wave (``tile_fwd_pair``); otherwise one after the other, the second adding to the
+    first's output and gating."""
     batch, channels, length = z.shape
     y = torch.empty((batch, length, channels), dtype=z.dtype, device=z.device).transpose(1, 2)
+    if pair_forward_fits(batch, channels, length):
+        ck_f, ck_b = tile_fwd_pair(f, b, z, True, y,
+                                   ck_steps=segment_length(batch, channels, length))
+        return y, ck_f, ck_b
     _, _, ck_f = run_fwd(*f[:6], None, f[6], True, False, out=y, accumulate=False, a_is_log=True)
     _, _, ck_b = run_fwd(*b[:6], z, b[6], True, True, out=y, accumulate=True, a_is_log=True)
     return y, ck_f, ck_b

@@ -49,24 +49,24 @@ from videomamba.ops.selective_scan.triton_common import (
 
 
 @triton.jit
-def _tile_positions(tile, n_tiles, offs_t, T: tl.constexpr, REVERSE: tl.constexpr):
+def _tile_positions(tile, n_tiles, offs_t, T: tl.constexpr, rev):
     """Positions ``(1, 1, T)`` of tile ``tile`` in scan order, and the position boundary after
-    it (reverse: the tiles are aligned to position 0 with the padding at the top)."""
-    if REVERSE:
-        return n_tiles * T - 1 - (tile * T + offs_t), (n_tiles - tile - 1) * T
-    else:
-        return tile * T + offs_t, (tile + 1) * T
+    it (reverse: the tiles are aligned to position 0 with the padding at the top). ``rev`` is
+    0/1: a constant in the one-direction kernel (the arithmetic folds away), a value in the pair
+    kernel."""
+    forward = tile * T + offs_t
+    return (forward + rev * (n_tiles * T - 1 - 2 * forward),
+            (tile + 1) * T + rev * ((n_tiles - 2 * tile - 2) * T))
 
 
 @triton.jit
 def _fwd_tile_loads(tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base, d_base, u_base,
                     z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t, T: tl.constexpr,
-                    HAS_Z: tl.constexpr, REVERSE: tl.constexpr, ACCUMULATE: tl.constexpr,
-                    SUMMARY: tl.constexpr):
+                    HAS_Z: tl.constexpr, rev, ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr):
     """One tile's raw inputs ``(B, C, delta, u, z, y)`` (0 outside the sequence; the ones a
     variant does not use are stand-ins). B and C are loaded first: Triton propagates the layout
     of the last load first, and the arithmetic must take the channel loads' (or A's) layout."""
-    t, _ = _tile_positions(tile, n_tiles, offs_t, T, REVERSE)
+    t, _ = _tile_positions(tile, n_tiles, offs_t, T, rev)
     valid = (t >= 0) & (t < length)
     m = valid & mask_d
     Bt = tl.load(B_base + t * sB_t, mask=valid & mask_n, other=0.0)
@@ -85,14 +85,9 @@ def _fwd_tile_loads(tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_bas
     return Bt, Ct, dt, u, zt, acc
 
 
-# Tiles are (BLOCK_D, N, T). Triton gives a load's lanes to its axes in the order of the
-# contiguity of its addresses, ties going to the first axis. The time strides are left
-# unspecialised so that the channel loads tie and their first axis (channels) gets the lanes
-# with N and T in registers; B and C are loaded first in the loop body because Triton
-# propagates the layout of the last load first: so the arithmetic takes the channel loads'
-# layout, and only the small (1, N, T) B and C tiles are converted (through shared memory).
-@triton.jit(do_not_specialize=["su_t", "sd_t", "sz_t", "sy_t"])
-def _tile_fwd(
+@triton.jit
+def _fwd_body(
+    pid_b, pid_d, seg, rev,
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, y_ptr, last_ptr, ck_ptr,
     hseg_ptr, dsum_ptr, a2_ptr,
     length, channels, chans_per_group, n_state, n_tiles, tiles_per_seg, n_seg, ck_steps, n_ck,
@@ -100,11 +95,12 @@ def _tile_fwd(
     sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
     N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    REVERSE: tl.constexpr, ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr,
+    ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr,
     SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
     BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr,
 ):
-    pid_b, pid_d, seg = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    """One program's (batch row ``pid_b``, channel block ``pid_d``, segment ``seg``) walk of one
+    direction (``rev`` 0/1)."""
     sB_b, sB_g, sB_t = _aligned(sB_b, BC_ALIGN), _aligned(sB_g, BC_ALIGN), _aligned(sB_t, BC_ALIGN)
     sC_b, sC_g, sC_t = _aligned(sC_b, BC_ALIGN), _aligned(sC_g, BC_ALIGN), _aligned(sC_t, BC_ALIGN)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)[:, None, None]  # (BLOCK_D, 1, 1)
@@ -146,13 +142,13 @@ def _tile_fwd(
     # software pipelining: the loads of tile k + 1 are issued before the arithmetic of tile k
     nxt = _fwd_tile_loads(first_tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base,
                           d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t,
-                          T, HAS_Z, REVERSE, ACCUMULATE, SUMMARY)
+                          T, HAS_Z, rev, ACCUMULATE, SUMMARY)
     for tile in range(first_tile, first_tile + tiles_per_seg):
         Bt, Ct, dt, u, zt, acc = nxt
         nxt = _fwd_tile_loads(tile + 1, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base,
                               d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t,
-                              T, HAS_Z, REVERSE, ACCUMULATE, SUMMARY)
-        t, boundary = _tile_positions(tile, n_tiles, offs_t, T, REVERSE)
+                              T, HAS_Z, rev, ACCUMULATE, SUMMARY)
+        t, boundary = _tile_positions(tile, n_tiles, offs_t, T, rev)
         m = (t >= 0) & (t < length) & mask_d  # (BLOCK_D, 1, T)
         Bt, Ct, dt, u = Bt.to(tl.float32), Ct.to(tl.float32), dt.to(tl.float32), u.to(tl.float32)
         zt, acc = zt.to(tl.float32), acc.to(tl.float32)
@@ -196,6 +192,86 @@ def _tile_fwd(
             tl.store(last_ptr + (pid_b * channels + offs_d) * n_state + offs_n, h, mask=mask_nd)
 
 
+_T_STRIDES = ["su_t", "sd_t", "sz_t", "sy_t"]
+
+
+# Tiles are (BLOCK_D, N, T). Triton gives a load's lanes to its axes in the order of the
+# contiguity of its addresses, ties going to the first axis. The time strides are left
+# unspecialised so that the channel loads tie and their first axis (channels) gets the lanes
+# with N and T in registers; B and C are loaded first in the loop body because Triton
+# propagates the layout of the last load first: so the arithmetic takes the channel loads'
+# layout, and only the small (1, N, T) B and C tiles are converted (through shared memory).
+@triton.jit(do_not_specialize=_T_STRIDES)
+def _tile_fwd(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, y_ptr, last_ptr, ck_ptr,
+    hseg_ptr, dsum_ptr, a2_ptr,
+    length, channels, chans_per_group, n_state, n_tiles, tiles_per_seg, n_seg, ck_steps, n_ck,
+    su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sy_b, sy_d, sy_t,
+    sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
+    N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    REVERSE: tl.constexpr, ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr,
+    SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
+    BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr,
+):
+    """One direction (``REVERSE`` 0/1): grid (batch, channel blocks, segments)."""
+    _fwd_body(
+        tl.program_id(0), tl.program_id(1), tl.program_id(2), REVERSE,
+        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, y_ptr, last_ptr, ck_ptr,
+        hseg_ptr, dsum_ptr, a2_ptr,
+        length, channels, chans_per_group, n_state, n_tiles, tiles_per_seg, n_seg, ck_steps, n_ck,
+        su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sy_b, sy_d, sy_t,
+        sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
+        N, BLOCK_D, T, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, ACCUMULATE, SUMMARY, SAVE_CK, SPLIT_N,
+        A_IS_LOG, BC_ALIGN, EVEN_N)
+
+
+@triton.jit(do_not_specialize=_T_STRIDES)
+def _tile_fwd_pair(
+    u_f, delta_f, A_f, B_f, C_f, D_f, bias_f, y_f, last_f, ck_f,
+    u_b, delta_b, A_b, B_b, C_b, D_b, bias_b, y_b, last_b, ck_b,
+    a2_ptr,
+    length, channels, chans_per_group, n_state, n_tiles, ck_steps, n_ck,
+    su_b, su_d, su_t, sd_b, sd_d, sd_t, sy_b, sy_d, sy_t,
+    sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
+    N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
+    BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr,
+):
+    """Both directions of a bidirectional block in one launch, grid (batch, channel blocks, 2):
+    each writes its ungated output to its own ``y`` (:func:`gate_sum` adds and gates), one
+    segment per program."""
+    rev = tl.program_id(2)
+    r = rev == 1
+    _fwd_body(
+        tl.program_id(0), tl.program_id(1), 0, rev,
+        tl.where(r, u_b, u_f), tl.where(r, delta_b, delta_f), tl.where(r, A_b, A_f),
+        tl.where(r, B_b, B_f), tl.where(r, C_b, C_f), tl.where(r, D_b, D_f), u_f,
+        tl.where(r, bias_b, bias_f), tl.where(r, y_b, y_f), tl.where(r, last_b, last_f),
+        tl.where(r, ck_b, ck_f), a2_ptr, a2_ptr, a2_ptr + rev * (channels * N),
+        length, channels, chans_per_group, n_state, n_tiles, n_tiles, 1, ck_steps, n_ck,
+        su_b, su_d, su_t, sd_b, sd_d, sd_t, su_b, su_d, su_t, sy_b, sy_d, sy_t,
+        sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
+        N, BLOCK_D, T, HAS_D, False, HAS_BIAS, SOFTPLUS, False, False, SAVE_CK, SPLIT_N,
+        A_IS_LOG, BC_ALIGN, EVEN_N)
+
+
+@triton.jit
+def _gate_sum_kernel(yf_ptr, yb_ptr, z_ptr, length, channels, sy_b, sy_d, sy_t, sz_b, sz_d, sz_t,
+                     BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
+    """``y_f = (y_f + y_b) * silu(z)`` on a ``(BLOCK_L, BLOCK_C)`` tile of one row."""
+    pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    t = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)[:, None]
+    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
+    m = (t < length) & (c < channels)
+    y = pid_b * sy_b + c * sy_d + t * sy_t
+    zt = tl.load(z_ptr + pid_b * sz_b + c * sz_d + t * sz_t, mask=m, other=0.0).to(tl.float32)
+    out = (tl.load(yf_ptr + y, mask=m, other=0.0).to(tl.float32)
+           + tl.load(yb_ptr + y, mask=m, other=0.0).to(tl.float32))
+    tl.store(yf_ptr + y, (out * zt * _sigmoid(zt)).to(yf_ptr.dtype.element_ty), mask=m)
+
+
 # --- launcher -------------------------------------------------------------------------------
 
 
@@ -212,10 +288,8 @@ def tile_config(batch: int, channels: int, length: int) -> dict:
     n_tiles = triton.cdiv(max(length, 1), t)
     if n_seg <= 0:  # about 4 warps per SM at least (one program is max(BLOCK_D / 32, 1) warps)
         programs = batch * triton.cdiv(channels, block_d)
-        sms = 132  # an H100/H200 when no GPU is visible
-        if torch.cuda.is_available():
-            sms = torch.cuda.get_device_properties(0).multi_processor_count
-        n_seg = max(1, min(4, (4 * sms) // max(programs * max(block_d // 32, 1), 1)))
+        n_seg = max(1, min(4, (4 * _multiprocessors()) // max(programs * max(block_d // 32, 1),
+                                                               1)))
     n_seg = max(1, min(n_seg, n_tiles))
     tiles_per_seg = triton.cdiv(n_tiles, n_seg)
     return {"T": t, "block_d": block_d, "n_seg": triton.cdiv(n_tiles, tiles_per_seg),
@@ -263,7 +337,7 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
             *B4.stride(), *C4.stride(), sA_d, sA_n)
     flags = dict(N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None,
                  HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                 SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse),
+                 SOFTPLUS=bool(delta_softplus), REVERSE=int(bool(reverse)),
                  ACCUMULATE=out is not None if accumulate is None else bool(accumulate),
                  SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log), BC_ALIGN=bc_alignment(B4, C4),
                  EVEN_N=n_pow2 == n_state,
@@ -273,3 +347,97 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
     _tile_fwd[grid](*args, SUMMARY=False, SAVE_CK=n_ck > 0, **flags)
     return y, last, ck
 
+
+
+def pair_forward_config() -> tuple[int, int]:
+    """``(T, BLOCK_D)`` of :func:`tile_fwd_pair` (``VIDEOMAMBA_FWD_PAIR_TILE="T,BLOCK_D"``).
+    8-step tiles: at twice the programs of one direction the 16-step tile's 222 registers leave
+    a second wave, while 8-step tiles fit 12 warps per SM (run 52: batch 16 at T=8 took 0.512
+    ms where batch 8 at T=16 took 0.307, L=3137)."""
+    if interpreting():
+        return 4, 8
+    text = os.environ.get("VIDEOMAMBA_FWD_PAIR_TILE")
+    t, block_d = (int(v) for v in text.split(",")) if text else (8, 8)
+    return t, block_d
+
+
+def pair_forward_fits(batch: int, channels: int, length: int) -> bool:
+    """Whether the mixer runs both directions' forwards in one launch (``VIDEOMAMBA_FWD_PAIR``:
+    ``auto``, ``1`` always, ``0`` never). ``auto``: when one direction alone would not split its
+    sequence (:func:`tile_config`) and both directions' programs fit in one wave at 12 warps per
+    SM."""
+    mode = os.environ.get("VIDEOMAMBA_FWD_PAIR", "auto")
+    if mode != "auto":
+        return mode == "1"
+    if interpreting():
+        return False
+    _, block_d = pair_forward_config()
+    programs = batch * triton.cdiv(channels, block_d)
+    return (tile_config(batch, channels, length)["n_seg"] == 1
+            and 2 * programs <= 12 * _multiprocessors())
+
+
+def _multiprocessors() -> int:
+    """SMs of GPU 0, or an H100/H200's 132 when none is visible (compiling for one)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).multi_processor_count
+    return 132
+
+
+def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor,
+                  ck_steps: int = 0, a_is_log: bool = True) -> tuple[Tensor, Tensor]:
+    """Both directions of a bidirectional block in one launch: ``y = silu(z) * (scan_f +
+    reverse_scan_b)`` written into ``y`` ``(B, D, L)`` (any strides), and each direction's
+    states every ``ck_steps`` (as :func:`tile_fwd`'s ``ck``). ``f``/``b``: each direction's
+    ``(u, delta, A, B, C, D, delta_bias)`` with the same strides. The reverse direction writes
+    its ungated output to a buffer in ``y``'s layout that :func:`gate_sum` adds."""
+    u, delta, A, _, _, D, delta_bias = f
+    batch, channels, length = u.shape
+    n_state = A.shape[1]
+    B4s, C4s = (as_groups(f[3]), as_groups(b[3])), (as_groups(f[4]), as_groups(b[4]))
+    for x, other in ((f[0], b[0]), (f[1], b[1]), (B4s[0], B4s[1]), (C4s[0], C4s[1])):
+        if x.stride() != other.stride():
+            raise ValueError("tile_fwd_pair: both directions' inputs need the same strides")
+    if (f[5] is None) != (b[5] is None) or (f[6] is None) != (b[6] is None):
+        raise ValueError("tile_fwd_pair: both directions need D and delta_bias alike")
+    chans_per_group = channels // B4s[0].shape[1]
+    t, block_d = pair_forward_config()
+    block_d = block_for_groups(block_d, chans_per_group)
+    if ck_steps % t:
+        raise ValueError(f"checkpoint interval {ck_steps} is not a multiple of the tile length {t}")
+    n_pow2 = max(triton.next_power_of_2(n_state), 2)
+    n_ck = (length - 1) // ck_steps if ck_steps else 0
+    f32 = dict(device=u.device, dtype=torch.float32)
+    y_b = torch.empty_like(y)  # y's strides: y is dense in the mixer, (B, L, D) memory
+    if y_b.stride() != y.stride():
+        y_b = torch.empty_strided(y.shape, y.stride(), dtype=y.dtype, device=y.device)
+    per_dir = []
+    for (u_, delta_, A_, _, _, D_, bias_), B4, C4, out in zip((f, b), B4s, C4s, (y, y_b)):
+        At, sA_d, sA_n = a_layout(A_)
+        per_dir.append((u_, delta_, At, B4, C4, D_ if D_ is not None else u_,
+                        bias_ if bias_ is not None else u_, out,
+                        torch.empty(batch, channels, n_state, **f32),
+                        torch.empty(batch, n_ck, n_pow2, channels, **f32)))
+    a2 = torch.empty(2, channels, n_pow2, **f32)
+    args = (*per_dir[0], *per_dir[1], a2, length, channels, chans_per_group, n_state,
+            triton.cdiv(max(length, 1), t), max(ck_steps, 1), n_ck,
+            *u.stride(), *delta.stride(), *y.stride(), *B4s[0].stride(), *C4s[0].stride(),
+            sA_d, sA_n)
+    _tile_fwd_pair[(batch, triton.cdiv(channels, block_d), 2)](
+        *args, N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None,
+        HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), SAVE_CK=n_ck > 0,
+        SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log), BC_ALIGN=bc_alignment(*B4s, *C4s),
+        EVEN_N=n_pow2 == n_state, num_warps=max(block_d // 32, 1))
+    gate_sum(y, y_b, z)
+    return per_dir[0][9], per_dir[1][9]
+
+
+def gate_sum(y_f: Tensor, y_b: Tensor, z: Tensor) -> Tensor:
+    """``y_f = (y_f + y_b) * silu(z)`` in place: ``(B, D, L)``, ``y_b`` in ``y_f``'s strides,
+    ``z`` any strides."""
+    batch, channels, length = y_f.shape
+    block_l, block_c = 32, 64
+    grid = (triton.cdiv(length, block_l), triton.cdiv(channels, block_c), batch)
+    _gate_sum_kernel[grid](y_f, y_b, z, length, channels, *y_f.stride(), *z.stride(),
+                           BLOCK_L=block_l, BLOCK_C=block_c, num_warps=4)
+    return y_f

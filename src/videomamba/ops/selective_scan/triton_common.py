@@ -96,6 +96,26 @@ def _softplus_sigmoid(x):
 
 
 @triton.jit
+def _row_tile(length, channels, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's tile of a (positions, channels, batch) grid over ``(B, D, L)`` tensors:
+    its batch row, positions ``(BLOCK_L, 1)``, channels ``(1, BLOCK_C)`` and their mask (the
+    elementwise gate kernels)."""
+    pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    t = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)[:, None]
+    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
+    return pid_b, t, c, (t < length) & (c < channels)
+
+
+ROW_TILE = (32, 64)  # (BLOCK_L, BLOCK_C) of the gate kernels, 4 warps
+
+
+def row_tile_grid(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The launch grid of :func:`_row_tile` for a ``(B, D, L)`` shape."""
+    batch, channels, length = shape
+    return (triton.cdiv(length, ROW_TILE[0]), triton.cdiv(channels, ROW_TILE[1]), batch)
+
+
+@triton.jit
 def _a_log2e(a, A_IS_LOG: tl.constexpr):
     """``A * log2(e)`` in float32 from a loaded ``A``, or from ``log(-A)`` when ``A_IS_LOG`` (the
     mixer passes its ``A_log`` parameter, so that ``A = -exp(A_log)`` costs no launch)."""

@@ -34,17 +34,20 @@ import triton.language as tl
 from torch import Tensor
 
 from videomamba.ops.selective_scan.triton_common import (
+    ROW_TILE,
     _a_log2e,
     _exp2,
     _affine_combine,
     _sigmoid,
     _aligned,
+    _row_tile,
     _softplus,
     a_layout,
     as_groups,
     bc_alignment,
     block_for_groups,
     interpreting,
+    row_tile_grid,
 )
 
 
@@ -261,10 +264,7 @@ def _tile_fwd_pair(
 def _gate_sum_kernel(yf_ptr, yb_ptr, z_ptr, length, channels, sy_b, sy_d, sy_t, sz_b, sz_d, sz_t,
                      BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
     """``y_f = (y_f + y_b) * silu(z)`` on a ``(BLOCK_L, BLOCK_C)`` tile of one row."""
-    pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    t = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)[:, None]
-    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
-    m = (t < length) & (c < channels)
+    pid_b, t, c, m = _row_tile(length, channels, BLOCK_L, BLOCK_C)
     y = pid_b * sy_b + c * sy_d + t * sy_t
     zt = tl.load(z_ptr + pid_b * sz_b + c * sz_d + t * sz_t, mask=m, other=0.0).to(tl.float32)
     out = (tl.load(yf_ptr + y, mask=m, other=0.0).to(tl.float32)
@@ -435,9 +435,8 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
 def gate_sum(y_f: Tensor, y_b: Tensor, z: Tensor) -> Tensor:
     """``y_f = (y_f + y_b) * silu(z)`` in place: ``(B, D, L)``, ``y_b`` in ``y_f``'s strides,
     ``z`` any strides."""
-    batch, channels, length = y_f.shape
-    block_l, block_c = 32, 64
-    grid = (triton.cdiv(length, block_l), triton.cdiv(channels, block_c), batch)
-    _gate_sum_kernel[grid](y_f, y_b, z, length, channels, *y_f.stride(), *z.stride(),
-                           BLOCK_L=block_l, BLOCK_C=block_c, num_warps=4)
+    _, channels, length = y_f.shape
+    _gate_sum_kernel[row_tile_grid(y_f.shape)](
+        y_f, y_b, z, length, channels, *y_f.stride(), *z.stride(), BLOCK_L=ROW_TILE[0],
+        BLOCK_C=ROW_TILE[1], num_warps=4)
     return y_f

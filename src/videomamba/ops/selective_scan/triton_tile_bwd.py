@@ -58,6 +58,7 @@ import triton.language as tl
 from torch import Tensor
 
 from videomamba.ops.selective_scan.triton_common import (
+    ROW_TILE,
     _a_log2e,
     _exp2,
     _affine_combine,
@@ -65,11 +66,13 @@ from videomamba.ops.selective_scan.triton_common import (
     _softplus,
     _softplus_sigmoid,
     _aligned,
+    _row_tile,
     a_layout,
     as_groups,
     bc_alignment,
     block_for_groups,
     interpreting,
+    row_tile_grid,
 )
 
 
@@ -531,10 +534,7 @@ def _gate_grad_kernel(dy_ptr, z_ptr, pf_ptr, pb_ptr, dz_ptr, length, channels,
                       sg_b, sg_d, sg_t, sz_b, sz_d, sz_t, so_b, so_d, so_t,
                       BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
     """``dz = dy * (out_f + out_b) * silu'(z)`` on a ``(BLOCK_L, BLOCK_C)`` tile of one row."""
-    pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    t = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)[:, None]
-    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
-    m = (t < length) & (c < channels)
+    pid_b, t, c, m = _row_tile(length, channels, BLOCK_L, BLOCK_C)
     g = pid_b * sg_b + c * sg_d + t * sg_t
     zt = tl.load(z_ptr + pid_b * sz_b + c * sz_d + t * sz_t, mask=m, other=0.0).to(tl.float32)
     dy = tl.load(dy_ptr + g, mask=m, other=0.0).to(tl.float32)
@@ -770,10 +770,9 @@ def gate_grad(dy: Tensor, z: Tensor, out_f: Tensor, out_b: Tensor,
     """``dz`` of ``y = silu(z) * (out_f + out_b)``: ``dy``, ``z`` ``(B, D, L)`` (any strides),
     ``out_f``/``out_b`` float32 in ``dy``'s layout; ``dz`` in ``dy``'s layout, ``z``'s dtype,
     or written into ``out`` (any strides: the mixer passes its slice of ``dxz``)."""
-    batch, channels, length = dy.shape
+    _, channels, length = dy.shape
     dz = out if out is not None else torch.empty_like(dy, dtype=z.dtype)
-    block_l, block_c = 32, 64
-    grid = (triton.cdiv(length, block_l), triton.cdiv(channels, block_c), batch)
-    _gate_grad_kernel[grid](dy, z, out_f, out_b, dz, length, channels, *dy.stride(), *z.stride(),
-                            *dz.stride(), BLOCK_L=block_l, BLOCK_C=block_c, num_warps=4)
+    _gate_grad_kernel[row_tile_grid(dy.shape)](
+        dy, z, out_f, out_b, dz, length, channels, *dy.stride(), *z.stride(), *dz.stride(),
+        BLOCK_L=ROW_TILE[0], BLOCK_C=ROW_TILE[1], num_warps=4)
     return dz

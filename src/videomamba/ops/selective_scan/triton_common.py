@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import torch
 import triton
 import triton.language as tl
 from torch import Tensor
@@ -166,6 +167,28 @@ def bc_alignment(*tensors: Tensor) -> int:
     (24 + 32) 8 states are one 16-byte load, though the strides are not multiples of 16, which
     is all Triton checks on its own; Tiny and Middle (12 + 32, 36 + 32) get 4."""
     return _vector_width(tensors, 2, tensors[0].shape[2])
+
+
+def multiprocessors(without_gpu: int) -> int:
+    """SMs of GPU 0, or ``without_gpu`` when none is visible (132 to compile for an H100/H200,
+    a couple for the interpreter's persistent grids)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).multi_processor_count
+    return without_gpu
+
+
+def pair_groups(f: tuple, b: tuple, caller: str) -> tuple[tuple[Tensor, Tensor],
+                                                          tuple[Tensor, Tensor]]:
+    """Both directions' B and C as ``(B, G, N, L)`` (``(B_f, B_b), (C_f, C_b)``), after checking
+    that the two directions' ``(u, delta, A, B, C, D, delta_bias)`` can share one launch: the
+    same strides for u, delta, B and C, and D and delta_bias given for both or neither."""
+    B4s, C4s = (as_groups(f[3]), as_groups(b[3])), (as_groups(f[4]), as_groups(b[4]))
+    for x, other in ((f[0], b[0]), (f[1], b[1]), (B4s[0], B4s[1]), (C4s[0], C4s[1])):
+        if x.stride() != other.stride():
+            raise ValueError(f"{caller}: both directions' inputs need the same strides")
+    if (f[5] is None) != (b[5] is None) or (f[6] is None) != (b[6] is None):
+        raise ValueError(f"{caller}: both directions need D and delta_bias alike")
+    return B4s, C4s
 
 
 def a_layout(A: Tensor) -> tuple[Tensor, int, int]:

@@ -47,6 +47,8 @@ from videomamba.ops.selective_scan.triton_common import (
     bc_alignment,
     block_for_groups,
     interpreting,
+    multiprocessors,
+    pair_groups,
     row_tile_grid,
 )
 
@@ -288,7 +290,7 @@ def tile_config(batch: int, channels: int, length: int) -> dict:
     n_tiles = triton.cdiv(max(length, 1), t)
     if n_seg <= 0:  # about 4 warps per SM at least (one program is max(BLOCK_D / 32, 1) warps)
         programs = batch * triton.cdiv(channels, block_d)
-        n_seg = max(1, min(4, (4 * _multiprocessors()) // max(programs * max(block_d // 32, 1),
+        n_seg = max(1, min(4, (4 * multiprocessors(132)) // max(programs * max(block_d // 32, 1),
                                                                1)))
     n_seg = max(1, min(n_seg, n_tiles))
     tiles_per_seg = triton.cdiv(n_tiles, n_seg)
@@ -348,7 +350,6 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
     return y, last, ck
 
 
-
 def pair_forward_config() -> tuple[int, int]:
     """``(T, BLOCK_D)`` of :func:`tile_fwd_pair` (``VIDEOMAMBA_FWD_PAIR_TILE="T,BLOCK_D"``).
     8-step tiles: at twice the programs of one direction the 16-step tile's 222 registers leave
@@ -374,14 +375,7 @@ def pair_forward_fits(batch: int, channels: int, length: int) -> bool:
     _, block_d = pair_forward_config()
     programs = batch * triton.cdiv(channels, block_d)
     return (tile_config(batch, channels, length)["n_seg"] == 1
-            and 2 * programs <= 12 * _multiprocessors())
-
-
-def _multiprocessors() -> int:
-    """SMs of GPU 0, or an H100/H200's 132 when none is visible (compiling for one)."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_properties(0).multi_processor_count
-    return 132
+            and 2 * programs <= 12 * multiprocessors(132))
 
 
 def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor,
@@ -394,12 +388,7 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
     u, delta, A, _, _, D, delta_bias = f
     batch, channels, length = u.shape
     n_state = A.shape[1]
-    B4s, C4s = (as_groups(f[3]), as_groups(b[3])), (as_groups(f[4]), as_groups(b[4]))
-    for x, other in ((f[0], b[0]), (f[1], b[1]), (B4s[0], B4s[1]), (C4s[0], C4s[1])):
-        if x.stride() != other.stride():
-            raise ValueError("tile_fwd_pair: both directions' inputs need the same strides")
-    if (f[5] is None) != (b[5] is None) or (f[6] is None) != (b[6] is None):
-        raise ValueError("tile_fwd_pair: both directions need D and delta_bias alike")
+    B4s, C4s = pair_groups(f, b, "tile_fwd_pair")
     chans_per_group = channels // B4s[0].shape[1]
     t, block_d = pair_forward_config()
     block_d = block_for_groups(block_d, chans_per_group)
@@ -408,9 +397,7 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
     n_pow2 = max(triton.next_power_of_2(n_state), 2)
     n_ck = (length - 1) // ck_steps if ck_steps else 0
     f32 = dict(device=u.device, dtype=torch.float32)
-    y_b = torch.empty_like(y)  # y's strides: y is dense in the mixer, (B, L, D) memory
-    if y_b.stride() != y.stride():
-        y_b = torch.empty_strided(y.shape, y.stride(), dtype=y.dtype, device=y.device)
+    y_b = torch.empty_strided(y.shape, y.stride(), dtype=y.dtype, device=y.device)
     per_dir = []
     for (u_, delta_, A_, _, _, D_, bias_), B4, C4, out in zip((f, b), B4s, C4s, (y, y_b)):
         At, sA_d, sA_n = a_layout(A_)

@@ -72,6 +72,8 @@ from videomamba.ops.selective_scan.triton_common import (
     bc_alignment,
     block_for_groups,
     interpreting,
+    multiprocessors,
+    pair_groups,
     row_tile_grid,
 )
 
@@ -576,12 +578,6 @@ def _bc_mode(block_d: int, n_pow2: int, t: int) -> int:
     return 2 if mode == "scatter" and fits else 0
 
 
-def _multiprocessors() -> int:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_properties(0).multi_processor_count
-    return 2  # the interpreter: a couple of programs, each looping over several work items
-
-
 def _dense(t: Tensor) -> bool:
     """Whether ``t`` ``(B, D, L)`` is laid out densely along L or along D (the gradients then take
     its strides, which the kernel shares between dy, du, ddelta, dz and partner)."""
@@ -614,7 +610,7 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
         dy = dy.contiguous()
     n_work = batch * n_blocks * n_seg
     programs = (n_work if geo.slots_per_sm <= 0
-                else min(n_work, geo.slots_per_sm * _multiprocessors()))
+                else min(n_work, geo.slots_per_sm * multiprocessors(2)))
     gseg = torch.empty(batch, n_seg, n_pow2, channels, **f32)
     dnext = torch.empty(batch, n_seg, channels, **f32)
     out = _gradient_buffers(dy, u, delta, A, B4, C4, D, delta_bias)
@@ -714,7 +710,7 @@ def pair_programs_fill_gpu(batch: int, channels: int, n_state: int) -> bool:
     if interpreting() or slots_per_sm > 0 or max(triton.next_power_of_2(n_state), 2) != 16:
         return False
     warps_per_sm = 12 if maxnreg == 168 else 8
-    return 2 * batch * triton.cdiv(channels, block_d) >= 0.9 * warps_per_sm * _multiprocessors()
+    return 2 * batch * triton.cdiv(channels, block_d) >= 0.9 * warps_per_sm * multiprocessors(2)
 
 
 def lean_bwd_pair(dy: Tensor, f: tuple, b: tuple, z: Tensor, delta_softplus: bool, ck_f: Tensor,
@@ -728,16 +724,11 @@ def lean_bwd_pair(dy: Tensor, f: tuple, b: tuple, z: Tensor, delta_softplus: boo
     u, delta, A, _, _, D, delta_bias = f
     batch, channels, length = u.shape
     n_state = A.shape[1]
-    B4s, C4s = (as_groups(f[3]), as_groups(b[3])), (as_groups(f[4]), as_groups(b[4]))
+    B4s, C4s = pair_groups(f, b, "lean_bwd_pair")
     chans_per_group = channels // B4s[0].shape[1]
     geo = _geometry(channels, n_state, length, chans_per_group, seg_len)
     t, block_d, n_pow2, n_seg, n_blocks = geo.t, geo.block_d, geo.n_pow2, geo.n_seg, geo.n_blocks
     n_ck = ck_f.shape[1]
-    for x, y in ((f[0], b[0]), (f[1], b[1]), (B4s[0], B4s[1]), (C4s[0], C4s[1])):
-        if x.stride() != y.stride():
-            raise ValueError("lean_bwd_pair: both directions' inputs need the same strides")
-    if (f[5] is None) != (b[5] is None) or (f[6] is None) != (b[6] is None):
-        raise ValueError("lean_bwd_pair: both directions need D and delta_bias alike")
     if not _dense(dy):
         dy = dy.contiguous()
     f32 = dict(device=u.device, dtype=torch.float32)

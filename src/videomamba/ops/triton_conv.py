@@ -423,23 +423,28 @@ def _grad_dtype(x: Tensor) -> torch.dtype:
 
 
 def fwd_config() -> tuple[int, int, int]:
-    """(BLOCK_D, BLOCK_L, num_warps) of the forward, or ``VIDEOMAMBA_CONV_FWD_CONFIG``."""
-    text = os.environ.get("VIDEOMAMBA_CONV_FWD_CONFIG")
-    if text:
-        block_d, block_l, warps = (int(v) for v in text.split(","))
-        return block_d, block_l, warps
-    return _FWD_CONFIG
+    """(BLOCK_D, BLOCK_L, num_warps) of the forward, or the ``VIDEOMAMBA_CONV_FWD_CONFIG``
+    override ``"BLOCK_D,BLOCK_L,warps"`` (benchmarks)."""
+    return _config_from_env("VIDEOMAMBA_CONV_FWD_CONFIG", _FWD_CONFIG)
 
 
 def bwd_config(d_major: bool) -> tuple[int, int, int, int]:
     """(BLOCK_D, BLOCK_L, num_warps, tiles per program) of both backward passes, or the
     ``VIDEOMAMBA_CONV_BWD_CONFIG`` override ``"BLOCK_D,BLOCK_L,warps,tiles"`` (benchmarks,
     tests)."""
-    text = os.environ.get("VIDEOMAMBA_CONV_BWD_CONFIG")
-    if text:
-        block_d, block_l, warps, tiles = (int(v) for v in text.split(","))
-        return block_d, block_l, warps, tiles
-    return _BWD_CONFIG_D_MAJOR if d_major else _BWD_CONFIG_L_MAJOR
+    return _config_from_env("VIDEOMAMBA_CONV_BWD_CONFIG",
+                            _BWD_CONFIG_D_MAJOR if d_major else _BWD_CONFIG_L_MAJOR)
+
+
+def _config_from_env(variable: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """``default``, or the comma-separated integers of ``variable``, as many as ``default``."""
+    text = os.environ.get(variable)
+    if not text:
+        return default
+    values = tuple(int(v) for v in text.split(","))
+    if len(values) != len(default):
+        raise ValueError(f"{variable}={text!r}: expected {len(default)} comma-separated integers")
+    return values
 
 
 @torch.library.custom_op("videomamba::bi_conv_silu_bwd", mutates_args=())

@@ -250,6 +250,41 @@ def occupancy_probe(length: int, configs: list[str], layout: str = "contiguous")
     return {"length": length, "fwd_ms_by_batch": res}
 
 
+def pair_probe(lengths: list[int], configs: list[str], batches: list[int]) -> dict:
+    """The mixer's two forward scans in the model's layout (``triton_bidir._scan_pair_forward``:
+    gated ``scan_f + reverse scan_b`` with segment states) for each both-directions-in-one-launch
+    config ``T,BLOCK_D[,maxnreg]``, and ``split``: one launch per direction."""
+    from videomamba.ops.selective_scan.triton_bidir import _scan_pair_forward
+
+    res: dict = {}
+    for batch in batches:
+        for length in lengths:
+            xf = make_inputs(length, grad=False, seed=0, batch=batch, layout="model")
+            xb = make_inputs(length, grad=False, seed=1, batch=batch, layout="model")
+
+            def branch(x):
+                return (x["u"], x["delta"], torch.log(-x["A"]), x["B"], x["C"], x["D"],
+                        x["delta_bias"])
+
+            f, b, z = branch(xf), branch(xb), xf["z"]
+            key = f"B={batch} L={length}"
+            res[key] = {}
+            for cfg in ["split"] + configs:
+                os.environ["VIDEOMAMBA_FWD_PAIR"] = "0" if cfg == "split" else "1"
+                if cfg != "split":
+                    os.environ["VIDEOMAMBA_FWD_PAIR_TILE"] = cfg
+                try:
+                    res[key][cfg] = bench_ms(lambda: _scan_pair_forward(f, b, z))
+                except Exception as err:  # a configuration that does not compile is reported
+                    res[key][cfg] = repr(err)[:200]
+            print(f"  pair {key}: " + ", ".join(
+                f"{c} {v:.4f}" if isinstance(v, float) else f"{c} {v}"
+                for c, v in res[key].items()), flush=True)
+    for var in ("VIDEOMAMBA_FWD_PAIR", "VIDEOMAMBA_FWD_PAIR_TILE"):
+        os.environ.pop(var, None)
+    return {"fwd_ms": res}
+
+
 def _set_backward_configs(pair: str) -> None:
     """``"lean config/segment config"`` into the environment the kernels read."""
     lean, segments = pair.split("/")
@@ -371,6 +406,12 @@ def main() -> int:
     parser.add_argument("--occupancy", default=None, metavar="CONFIGS",
                         help="first time these tiled-forward configs (T,BLOCK_D,n_seg;T,...) at "
                              "batch 8 and 16, at the first of --lengths")
+    parser.add_argument("--pair", default=None, metavar="CONFIGS",
+                        help="first time the mixer's two forward scans (model layout) with both "
+                             "directions in one launch for these configs (T,BLOCK_D[,maxnreg];"
+                             "...) and with one launch per direction, at --lengths and "
+                             "--pair-batches")
+    parser.add_argument("--pair-batches", default="8")
     parser.add_argument("--torch-max-length", type=int, default=3137,
                         help="skip the (slow) torch path above this length")
     parser.add_argument("--plot", nargs="+", metavar="JSON",
@@ -381,7 +422,7 @@ def main() -> int:
         plot(args.plot, args.png)
         return 0
     lengths = [int(v) for v in args.lengths.split(",")]
-    backends = args.backends.split(",")
+    backends = [b for b in args.backends.split(",") if b]
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "device": torch.cuda.get_device_name(), "torch": torch.__version__,
@@ -405,6 +446,10 @@ def main() -> int:
             report["mamba_ssm_error"] = str(err)
     if args.occupancy:
         report["occupancy"] = occupancy_probe(lengths[0], args.occupancy.split(";"), args.layout)
+        write_report(report, args.out)
+    if args.pair:
+        report["pair"] = pair_probe(lengths, args.pair.split(";"),
+                                    [int(v) for v in args.pair_batches.split(",")])
         write_report(report, args.out)
     if args.sweep and "triton" in backends:
         report["sweep"] = sweep(args.sweep_length)

@@ -76,6 +76,25 @@ def test_gpu_bidirectional_matches_reference(length, pair, monkeypatch):
     check_bidirectional(length, channels=64, d_state=16, dt_rank=4)
 
 
+# The pair forward's tiles: 8 channels per program (batch x channels small enough for one
+# wave), 16 (larger batches), and a register cap
+@pytest.mark.parametrize("tile", ["4,8", "4,16"])
+def test_pair_forward_tiles_match_reference(tile, monkeypatch):
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR", "1")
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR_TILE", tile)
+    check_bidirectional(13, channels=32, d_state=4, dt_rank=3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
+@pytest.mark.parametrize("tile", ["8,8", "8,16", "16,8,168"])
+@pytest.mark.parametrize("length", [7, 1000])
+def test_gpu_pair_forward_tiles_match_reference(length, tile, monkeypatch):
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR", "1")
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR_TILE", tile)
+    check_bidirectional(length, channels=64, d_state=16, dt_rank=8, channels_last=True)
+
+
 # The model's memory layout: xz (B, L, 2D) seen as (B, 2D, L), and x_proj widths whose B/C
 # slices start on 16 bytes (dt_rank and d_state multiples of 8): the kernels then read the
 # states of one step in vectors and drop the state mask (``bc_alignment``); the test checks that

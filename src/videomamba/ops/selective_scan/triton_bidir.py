@@ -49,12 +49,12 @@ def _scan_pair_forward(f: tuple, b: tuple, z: Tensor) -> tuple[Tensor, Tensor, T
     """Both scans: ``y = silu(z) * (scan_f(...) + reverse_scan_b(...))`` ``(B, D, L)``, written
     into ``(B, L, D)`` memory (what ``out_proj`` reads, so no transposed copy), and each
     direction's segment states ``ck`` for the backward. ``f``/``b``: (u, delta, A, B, C, D,
-    delta_bias) of each branch. Both directions in one launch where their programs fit the GPU
-    in one wave (``tile_fwd_pair``); otherwise one after the other, the second adding to the
-    first's output and gating."""
+    delta_bias) of each branch. Both directions in one launch (``tile_fwd_pair``), or with
+    ``VIDEOMAMBA_FWD_PAIR=0`` one after the other, the second adding to the first's output and
+    gating."""
     batch, channels, length = z.shape
     y = torch.empty((batch, length, channels), dtype=z.dtype, device=z.device).transpose(1, 2)
-    if pair_forward_fits(batch, channels, length):
+    if pair_forward_fits():
         ck_f, ck_b = tile_fwd_pair(f, b, z, True, y,
                                    ck_steps=segment_length(batch, channels, length))
         return y, ck_f, ck_b

@@ -5,7 +5,7 @@
 is the public function with the contract of ``ref.selective_scan_ref``. The kernels: the
 time-tiled forward (``triton_tile.py``) and the lean backward (``triton_tile_bwd.py``). The
 forward saves, for the backward, the state at every segment boundary (``ck``, float32
-``(B, n_seg - 1, N_pow2, D)``; segments of ``triton_common.segment_length`` steps). Earlier kernel
+``(B, n_seg - 1, D, N_pow2)``; segments of ``triton_common.segment_length`` steps). Earlier kernel
 generations (chunked, segmented sequential, the first tiled backward) were removed after commit
 353f833; their measurements are in docs/kernels.md.
 """
@@ -45,7 +45,7 @@ def saved_shape(batch: int, channels: int, length: int, n_state: int) -> tuple[i
     """Shape of ``ck``, the tensor the forward saves (for the fake implementations)."""
     seg_len = segment_length(batch, channels, length)
     n_pow2 = max(triton.next_power_of_2(n_state), 2)
-    return batch, (max(length, 1) - 1) // seg_len, n_pow2, channels
+    return batch, (max(length, 1) - 1) // seg_len, channels, n_pow2
 
 
 def _scan_fwd_impl(

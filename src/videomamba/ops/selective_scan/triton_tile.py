@@ -65,6 +65,21 @@ def _tile_positions(tile, n_tiles, offs_t, T: tl.constexpr, rev):
 
 
 @triton.jit
+def _ck_phase(tile, n_tiles, ck_tiles, rev):
+    """Tiles between the boundary after tile ``tile`` (:func:`_tile_positions`) and the state
+    boundary below it in scan order: 0 when that boundary is a multiple of ``ck_tiles`` tiles."""
+    return (tile + 1 + rev * (n_tiles - 2 * tile - 2)) % ck_tiles
+
+
+@triton.jit
+def _next_ck_phase(phase, ck_tiles, rev):
+    """:func:`_ck_phase` of the next tile: the boundary moves one tile up (down in reverse)."""
+    phase = phase + 1 - 2 * rev
+    phase = tl.where(phase == ck_tiles, 0, phase)
+    return tl.where(phase < 0, ck_tiles - 1, phase)
+
+
+@triton.jit
 def _fwd_tile_loads(tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base, d_base, u_base,
                     z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t, T: tl.constexpr,
                     HAS_Z: tl.constexpr, rev, ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr):
@@ -144,6 +159,11 @@ def _fwd_body(
             h = _exp2(A2 * dj) * h + hj
     dsum = tl.zeros((BLOCK_D, 1, T), dtype=tl.float32)
     first_tile = seg * tiles_per_seg
+    # tiles from a state boundary, counted along the loop instead of dividing in every tile
+    ck_tiles = ck_steps // T
+    phase = 0
+    if SAVE_CK:
+        phase = _ck_phase(first_tile, n_tiles, ck_tiles, rev)
     # software pipelining: the loads of tile k + 1 are issued before the arithmetic of tile k
     nxt = _fwd_tile_loads(first_tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base,
                           d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t,
@@ -183,10 +203,12 @@ def _fwd_body(
                 out = out * zt * _sigmoid(zt)
             tl.store(y_base + t * sy_t, out.to(y_ptr.dtype.element_ty), mask=m)
             if SAVE_CK:  # the state at each multiple k * ck_steps of the position, k >= 1
-                if (boundary % ck_steps == 0) & (boundary > 0) & (boundary < length):
+                if (phase == 0) & (boundary > 0) & (boundary < length):
                     k = boundary // ck_steps - 1
-                    ck = ((pid_b * n_ck + k) * N + offs_n) * channels + offs_d
+                    # (B, n_ck, D, N): a thread's states are adjacent, as in the arithmetic
+                    ck = ((pid_b * n_ck + k) * channels + offs_d) * N + offs_n
                     tl.store(ck_ptr + ck, h, mask=mask_nd)
+                phase = _next_ck_phase(phase, ck_tiles, rev)
     if SUMMARY:
         summary = ((pid_b * n_seg + seg) * N + offs_n) * channels + offs_d
         tl.store(hseg_ptr + summary, h, mask=mask_nd)
@@ -302,7 +324,7 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
              ck_steps: int = 0, accumulate: bool | None = None,
              a_is_log: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Forward on the tiled kernel. Returns ``(y, last (B, D, N) float32, ck)`` where ``ck``
-    ``(B, n_ck, N_pow2, D)`` float32 holds, for k = 1 .. n_ck = (L - 1) // ck_steps, the state
+    ``(B, n_ck, D, N_pow2)`` float32 holds, for k = 1 .. n_ck = (L - 1) // ck_steps, the state
     after the positions below k * ck_steps (with ``reverse``, at and above it); ``ck_steps`` is a
     multiple of the tile length, 0 stores none. ``y`` is written into ``out`` (any strides) when
     given, added to what it holds when ``accumulate`` (default: whenever ``out`` is given). With
@@ -323,7 +345,7 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
     f32 = dict(device=dev, dtype=torch.float32)
     # every element is written by the last segment's programs (zeros for an empty sequence)
     last = (torch.empty if length > 0 else torch.zeros)(batch, channels, n_state, **f32)
-    ck = torch.empty(batch, n_ck, n_pow2, channels, **f32)
+    ck = torch.empty(batch, n_ck, channels, n_pow2, **f32)
     hseg = torch.empty(batch, n_seg, n_pow2, channels, **f32)
     dsum = torch.empty(batch, n_seg, channels, **f32)
     y = out if out is not None else torch.empty_like(u, memory_format=torch.contiguous_format)
@@ -350,32 +372,38 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
     return y, last, ck
 
 
-def pair_forward_config() -> tuple[int, int]:
-    """``(T, BLOCK_D)`` of :func:`tile_fwd_pair` (``VIDEOMAMBA_FWD_PAIR_TILE="T,BLOCK_D"``).
-    8-step tiles: at twice the programs of one direction the 16-step tile's 222 registers leave
-    a second wave, while 8-step tiles fit 12 warps per SM (run 52: batch 16 at T=8 took 0.512
-    ms where batch 8 at T=16 took 0.307, L=3137)."""
-    if interpreting():
-        return 4, 8
+def pair_forward_config(batch: int, channels: int) -> tuple[int, int, int]:
+    """``(T, BLOCK_D, maxnreg)`` of :func:`tile_fwd_pair` (``VIDEOMAMBA_FWD_PAIR_TILE=
+    "T,BLOCK_D[,maxnreg]"``, ``maxnreg`` 0 = no register cap). Default: 8-step tiles of 8
+    channels (123 registers) while both directions' programs fit 12 warps per SM, else 16
+    channels per program (168 registers, half the programs; a thread holds two channels that
+    share their B and C values): runs 54 and 57, H200, the two
+    scans of a mixer at L = 1569 / 12545: batch 8 0.240 / 1.866 ms at 8 channels against 0.256
+    / 1.962 at 16; batch 16 0.473 / 3.737 against 0.367 / 2.857; batch 32 0.926 / 7.394 against
+    0.718 / 5.655."""
     text = os.environ.get("VIDEOMAMBA_FWD_PAIR_TILE")
-    t, block_d = (int(v) for v in text.split(",")) if text else (8, 8)
-    return t, block_d
+    if not text and interpreting():
+        return 4, 8, 0
+    if not text:
+        fits = 2 * batch * triton.cdiv(channels, 8) <= 12 * multiprocessors(132)
+        return 8, 8 if fits else 16, 0
+    values = [int(v) for v in text.split(",")]
+    if len(values) not in (2, 3):
+        raise ValueError(f"VIDEOMAMBA_FWD_PAIR_TILE={text!r}: expected T,BLOCK_D[,maxnreg]")
+    t, block_d, maxnreg = (values + [0])[:3]
+    return t, block_d, maxnreg
 
 
-def pair_forward_fits(batch: int, channels: int, length: int) -> bool:
+def pair_forward_fits() -> bool:
     """Whether the mixer runs both directions' forwards in one launch (``VIDEOMAMBA_FWD_PAIR``:
-    ``auto``, ``1`` always, ``0`` never). ``auto``: when one direction alone would not split its
-    sequence (:func:`tile_config`) and both directions' programs fit in one wave at 12 warps per
-    SM."""
+    ``auto`` or ``1``: yes, ``0``: one launch per direction). One launch was faster at every
+    batch of runs 54 and 57 (1-32, L = 1569 and 12545) but one: batch 1 at L = 12545, where the
+    split launches cut each direction's sequence into segments (0.887 against 0.941 ms). The
+    CPU interpreter runs the split launches unless ``1`` is set."""
     mode = os.environ.get("VIDEOMAMBA_FWD_PAIR", "auto")
     if mode != "auto":
         return mode == "1"
-    if interpreting():
-        return False
-    _, block_d = pair_forward_config()
-    programs = batch * triton.cdiv(channels, block_d)
-    return (tile_config(batch, channels, length)["n_seg"] == 1
-            and 2 * programs <= 12 * multiprocessors(132))
+    return not interpreting()
 
 
 def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor,
@@ -390,7 +418,7 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
     n_state = A.shape[1]
     B4s, C4s = pair_groups(f, b, "tile_fwd_pair")
     chans_per_group = channels // B4s[0].shape[1]
-    t, block_d = pair_forward_config()
+    t, block_d, maxnreg = pair_forward_config(batch, channels)
     block_d = block_for_groups(block_d, chans_per_group)
     if ck_steps % t:
         raise ValueError(f"checkpoint interval {ck_steps} is not a multiple of the tile length {t}")
@@ -404,7 +432,7 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
         per_dir.append((u_, delta_, At, B4, C4, D_ if D_ is not None else u_,
                         bias_ if bias_ is not None else u_, out,
                         torch.empty(batch, channels, n_state, **f32),
-                        torch.empty(batch, n_ck, n_pow2, channels, **f32)))
+                        torch.empty(batch, n_ck, channels, n_pow2, **f32)))
     a2 = torch.empty(2, channels, n_pow2, **f32)
     args = (*per_dir[0], *per_dir[1], a2, length, channels, chans_per_group, n_state,
             triton.cdiv(max(length, 1), t), max(ck_steps, 1), n_ck,
@@ -414,7 +442,8 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
         *args, N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None,
         HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), SAVE_CK=n_ck > 0,
         SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log), BC_ALIGN=bc_alignment(*B4s, *C4s),
-        EVEN_N=n_pow2 == n_state, num_warps=max(block_d // 32, 1))
+        EVEN_N=n_pow2 == n_state, num_warps=max(block_d // 32, 1),
+        **({"maxnreg": maxnreg} if maxnreg else {}))
     gate_sum(y, y_b, z)
     return per_dir[0][9], per_dir[1][9]
 

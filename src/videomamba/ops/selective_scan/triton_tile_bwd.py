@@ -325,7 +325,7 @@ def _lean_body(
                     seg = seg_w
                 # pass 1: each tile's entry state into this program's scratch slot
                 k_entry = seg - 1 + rev
-                ck = ((pid_b * n_ck + k_entry) * N + offs_n) * channels + offs_d
+                ck = ((pid_b * n_ck + k_entry) * channels + offs_d) * N + offs_n
                 h = tl.load(ck_ptr + ck, mask=mask_nd & (k_entry >= 0) & (k_entry < n_ck),
                             other=0.0)
                 for i in range(0, n_t):

@@ -55,6 +55,17 @@
 #   bash benchmarks/device_run.sh run48   # session 7: conv backward tile sweep, the fastest in
 #                                         # compiled training against the default (ABAB)
 #   bash benchmarks/device_run.sh run52   # session 7: occupancy probe of the forward (model layout)
+#   bash benchmarks/device_run.sh run54   # session 8: official build (background), GPU tests,
+#                                         # the pair forward's tile configs (scan.py --pair);
+#   bash benchmarks/device_run.sh run55   # then graphed inference ABAB vs 54879aa (and the model
+#                                         # without the official, whose build was not done);
+#   bash benchmarks/device_run.sh run55b  # then ours / official / ViT-S side by side, 8-64 frames;
+#   bash benchmarks/device_run.sh run56   # then compiled training and the scan tables;
+#   bash benchmarks/device_run.sh run57   # then the pair probe at batch 1, 4, 32
+#   bash benchmarks/device_run.sh run58   # session 8, lease 2: profile of graphed inference
+#   bash benchmarks/device_run.sh run59   # lease 3: the pair forward gating in its launch vs
+#                                         # gate_sum (GPU tests, probe, inference ABAB);
+#   bash benchmarks/device_run.sh run60   # then Nsight Compute on the pair forward
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
 #                                         # direction (same tree, ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
@@ -107,6 +118,106 @@ PY
 }
 
 case "${1:-scan}" in
+run54)  # session 8, lease 1, call 1: the official build in the background (for run55/run56 on
+        # this machine); GPU tests after the checkpoint-layout change; the pair forward's tile
+        # configs beside one launch per direction (scan.py --pair)
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.version.cuda)" | tee -a "$OUT/device.txt"
+  (setsid bash "$0" build > /tmp/build.log 2>&1 &)
+  timeout 300 python3 -m pytest tests/ops/test_triton_scan.py tests/ops/test_triton_bidir.py \
+      tests/ops/test_kernel_layout.py tests/engine/test_cuda_graph.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "at $(elapsed)s"
+  timeout 240 python3 benchmarks/scan.py --backends "" --lengths 1569,12545 --check-lengths 0 \
+      --pair "8,8;8,4;16,8,168;16,4;4,8;8,16" --pair-batches 8,16 --out "$OUT/pair.json" \
+      > "$OUT/pair.log" 2>&1; grep "pair B=" "$OUT/pair.log"
+  echo "done at $(elapsed)s; build: $(tail -1 /tmp/build.log)"
+  ;;
+run55)  # call 2: graphed inference ABAB against .devcarry/old_src (54879aa), with PAIR_TILE
+        # (run54's fastest) as a third variant; then ours / official / SDPA ViT-S side by side
+  OLD=$PWD/.devcarry/old_src; echo "old: $(cat $OLD/COMMIT); variant: ${PAIR_TILE:-none}"
+  for i in 1 2; do for v in new old tile; do P=$PWD/src; [ $v = old ] && P=$OLD
+    [ $v = tile ] && [ -z "${PAIR_TILE:-}" ] && continue
+    VIDEOMAMBA_FWD_PAIR_TILE=$([ $v = tile ] && echo "$PAIR_TILE") VIDEOMAMBA_FWD_PAIR=$([ $v = tile ] && echo 1 || echo auto) \
+        PYTHONPATH=$P timeout 70 python3 benchmarks/model.py --models ours --frames 8,64 --train-frames "" \
+        --cuda-graph --out "$OUT/infer_${v}_$i.json" > "$OUT/infer.log" 2>&1
+    echo "$v $i: $(grep -v '^    ' "$OUT/infer.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
+  echo "at $(elapsed)s; build: $([ -f /tmp/build.ok ] && echo ok || tail -1 /tmp/build.log)"
+  MODELS=ours,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,official,vit_sdpa
+  timeout $(( 590 - $(elapsed) )) python3 benchmarks/model.py --models $MODELS --frames 8,16,32,64 \
+      --train-frames 8,16 --cuda-graph --out "$OUT/model.json" > "$OUT/model.log" 2>&1
+  grep -v "^    " "$OUT/model.log" | grep -v Warn | tail -16; echo "done at $(elapsed)s"
+  ;;
+run55b)  # what ran as call 3 on that machine, run55's build having been unfinished at its end:
+         # wait for the build, then ours / official / SDPA ViT-S side by side (run 55's table)
+  for i in $(seq 1 60); do [ -f /tmp/build.ok ] && break; sleep 5; done
+  timeout 420 python3 benchmarks/model.py --models ours,official,vit_sdpa --frames 8,16,32,64 \
+      --train-frames 8,16 --cuda-graph --out "$OUT/model.json" > "$OUT/model.log" 2>&1
+  grep -v "^    " "$OUT/model.log" | grep -v Warn | tail -16
+  ;;
+run57)  # after run56, same machine: the pair probe at batch 1, 4 and 32 (the default's batch range)
+  timeout 300 python3 benchmarks/scan.py --backends "" --lengths 1569,12545 --check-lengths 0 \
+      --pair "8,8;8,16;16,16;4,8" --pair-batches 1,4,32 --out "$OUT/pair2.json" > "$OUT/pair2.log" 2>&1
+  grep "pair B=" "$OUT/pair2.log"
+  ;;
+run58)  # session 8, lease 2: where a graphed 8- and 64-frame inference step spends its GPU time
+        # (model.py --profile), and the pair probe's remaining tiles at batch 8
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 200 python3 benchmarks/model.py --models ours --frames 8,64 --train-frames "" --profile \
+      --out "$OUT/profile.json" > "$OUT/profile.log" 2>&1; tail -4 "$OUT/profile.log"
+  python3 - "$OUT/profile.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]["ours"]["inference"]
+for frames, v in r.items():
+    print(frames, "frames: gpu ms/step", round(v["gpu_ms_per_step"], 3))
+    for k in v["top_kernels"]:
+        print("   %7.3f ms %5.0f calls  %s" % (k["ms_per_step"], k["calls_per_step"], k["kernel"][:70]))
+PY
+  timeout 150 python3 benchmarks/scan.py --backends "" --lengths 1569,12545 --check-lengths 0 \
+      --pair "8,8;4,16;8,16" --pair-batches 8 --out "$OUT/pair3.json" > "$OUT/pair3.log" 2>&1
+  grep "pair B=" "$OUT/pair3.log"; echo "done at $(elapsed)s"
+  ;;
+run59)  # session 8, lease 3: the pair forward summing and gating in its own launch
+        # (VIDEOMAMBA_FWD_PAIR_GATE=1: per-tile counters, the second direction to finish a
+        # block gates; 2x slower, removed after this run, so the variable is gone) against
+        # gate_sum after it (0): GPU tests of the mixer path, the pair probe, inference ABAB
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 200 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "at $(elapsed)s"
+  for g in 1 0; do
+    VIDEOMAMBA_FWD_PAIR_GATE=$g timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
+        --check-lengths 0 --pair "8,8;8,16" --pair-batches 8,16 --out "$OUT/pair_gate$g.json" \
+        > "$OUT/pair_gate$g.log" 2>&1; grep "pair B=" "$OUT/pair_gate$g.log" | sed "s/^/gate=$g /"; done
+  echo "at $(elapsed)s"
+  for i in 1 2; do for g in 1 0; do
+    VIDEOMAMBA_FWD_PAIR_GATE=$g timeout 70 python3 benchmarks/model.py --models ours --frames 8,64 --train-frames "" \
+        --cuda-graph --out "$OUT/infer_gate${g}_$i.json" > "$OUT/infer.log" 2>&1
+    echo "gate=$g $i: $(grep -v '^    ' "$OUT/infer.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
+  echo "done at $(elapsed)s"
+  ;;
+run60)  # after run59, same machine: Nsight Compute on the pair forward (one launch of one mixer
+        # step at L=1569, gate_sum after it), the details page and per-instruction SASS counters
+  timeout 200 ncu --set full --import-source yes -k "regex:_tile_fwd_pair" --launch-count 1 -f \
+      -o /tmp/prof0 python3 benchmarks/mixer.py --lengths 1569 --profile-steps 1 > "$OUT/ncu0.log" 2>&1
+  tail -2 "$OUT/ncu0.log"
+  ncu -i /tmp/prof0.ncu-rep --page details > "$OUT/ncu_details_pair.txt" 2>&1
+  ncu -i /tmp/prof0.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$OUT/ncu_source_pair.csv.gz"
+  grep -E "Duration|Issue Slots Busy|Warp Cycles Per Issued|Registers Per|Achieved Active Warps|No Eligible|L1/TEX Hit|Mem Busy|Max Bandwidth" \
+      "$OUT/ncu_details_pair.txt"
+  ;;
+run56)  # call 4: our compiled training at 8 and 16 frames, then the scan tables beside the
+        # official kernel, ours in the model's layout and in contiguous (B, D, L)
+  timeout 240 python3 benchmarks/model.py --models ours_compiled_ro --frames "" --train-frames 8,16 \
+      --out "$OUT/model_compiled.json" > "$OUT/model_compiled.log" 2>&1
+  grep -v "^    " "$OUT/model_compiled.log" | grep "training |"; echo "compiled done at $(elapsed)s"
+  BACKENDS=triton,sdpa; [ -f /tmp/build.ok ] && BACKENDS=triton,mamba_ssm,sdpa
+  for layout in model contiguous; do
+    timeout 150 python3 benchmarks/scan.py --backends $BACKENDS --layout $layout \
+        --lengths 1569,3137,6273,12545 --check-lengths 1569 --out "$OUT/scan_$layout.json" \
+        > "$OUT/scan_$layout.log" 2>&1; tail -5 "$OUT/scan_$layout.log"; done
+  echo "done at $(elapsed)s"
+  ;;
 run53)  # session 7: both directions' forwards in one launch (8-step tiles) and a gate kernel
        # against one launch per direction, same tree (VIDEOMAMBA_FWD_PAIR=1 / 0): GPU tests of the
        # mixer path, one mixer ABAB, graphed inference ABAB, compiled training

@@ -66,6 +66,9 @@
 #   bash benchmarks/device_run.sh run59   # lease 3: the pair forward gating in its launch vs
 #                                         # gate_sum (GPU tests, probe, inference ABAB);
 #   bash benchmarks/device_run.sh run60   # then Nsight Compute on the pair forward
+#   bash benchmarks/device_run.sh run61   # lease 4: B/C as 16-bit patterns in the forward vs
+#                                         # float32 (pair probe, inference ABAB);
+#   bash benchmarks/device_run.sh run62   # then every GPU test of tests/ops and CUDA graphs
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
 #                                         # direction (same tree, ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
@@ -205,6 +208,27 @@ run60)  # after run59, same machine: Nsight Compute on the pair forward (one lau
   ncu -i /tmp/prof0.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$OUT/ncu_source_pair.csv.gz"
   grep -E "Duration|Issue Slots Busy|Warp Cycles Per Issued|Registers Per|Achieved Active Warps|No Eligible|L1/TEX Hit|Mem Busy|Max Bandwidth" \
       "$OUT/ncu_details_pair.txt"
+  ;;
+run61)  # session 8, lease 4: B and C moved to the forward's arithmetic layout as 16-bit patterns
+        # and widened there (VIDEOMAMBA_BC_BITS=1) against float32 moves (0), same tree: the
+        # pair probe at batch 8 and 16, graphed inference ABAB (3 % slower: the variant and its
+        # variable were removed after this run, docs/kernels.md "Session 8" item 5)
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  for b in 1 0; do
+    VIDEOMAMBA_BC_BITS=$b timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
+        --check-lengths 0 --pair "8,8;8,16" --pair-batches 8,16 --out "$OUT/pair_bits$b.json" \
+        > "$OUT/pair_bits$b.log" 2>&1; grep "pair B=" "$OUT/pair_bits$b.log" | sed "s/^/bits=$b /"; done
+  echo "at $(elapsed)s"
+  for i in 1 2; do for b in 1 0; do
+    VIDEOMAMBA_BC_BITS=$b timeout 70 python3 benchmarks/model.py --models ours --frames 8,64 --train-frames "" \
+        --cuda-graph --out "$OUT/infer_bits${b}_$i.json" > "$OUT/infer.log" 2>&1
+    echo "bits=$b $i: $(grep -v '^    ' "$OUT/infer.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
+  echo "done at $(elapsed)s"
+  ;;
+run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree
+  timeout 560 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "done at $(elapsed)s"
   ;;
 run56)  # call 4: our compiled training at 8 and 16 frames, then the scan tables beside the
         # official kernel, ours in the model's layout and in contiguous (B, D, L)

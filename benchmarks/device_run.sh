@@ -69,6 +69,9 @@
 #   bash benchmarks/device_run.sh run61   # lease 4: B/C as 16-bit patterns in the forward vs
 #                                         # float32 (pair probe, inference ABAB);
 #   bash benchmarks/device_run.sh run62   # then every GPU test of tests/ops and CUDA graphs
+#   bash benchmarks/device_run.sh run63   # the pair forward's batch rule in the model, batch 16
+#   bash benchmarks/device_run.sh run64   # official build, then the model side by side at batch 16
+#   bash benchmarks/device_run.sh run65   # host profile of eager steps
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
 #                                         # direction (same tree, ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
@@ -229,6 +232,38 @@ run62)  # call 2, same machine: every GPU test of the scan and mixer paths on th
   timeout 560 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \
       -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
   grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "done at $(elapsed)s"
+  ;;
+run63)  # session 8: the pair forward's batch rule in the whole model at batch 16 (graphed
+        # inference, 8 and 32 frames): the default (16 channels per program at this batch)
+        # against 8 channels and against one launch per direction, ABAB; the ViT-S beside
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  for i in 1 2; do for v in default 8ch split; do
+    VIDEOMAMBA_FWD_PAIR_TILE=$([ $v = 8ch ] && echo 8,8) VIDEOMAMBA_FWD_PAIR=$([ $v = split ] && echo 0 || echo auto) \
+        timeout 80 python3 benchmarks/model.py --models ours --batch 16 --frames 8,32 --train-frames "" \
+        --cuda-graph --out "$OUT/b16_${v}_$i.json" > "$OUT/b16.log" 2>&1
+    echo "$v $i: $(grep -v '^    ' "$OUT/b16.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
+  timeout 80 python3 benchmarks/model.py --models vit_sdpa --batch 16 --frames 8,32 --train-frames "" \
+      --cuda-graph --out "$OUT/b16_vit.json" > "$OUT/b16.log" 2>&1
+  echo "vit: $(grep -v '^    ' "$OUT/b16.log" | grep -E '^inference_graph' | tr '\n' ' ')"
+  echo "done at $(elapsed)s"
+  ;;
+run64)  # session 8: the official stack's build (foreground), then ours / official / SDPA ViT-S
+        # side by side at batch 16 (graphed and eager inference, 8 / 32 / 64 frames); in run 64
+        # the build did not finish in 450 s, so only ours and the ViT-S ran
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 450 bash "$0" build > "$OUT/build.log" 2>&1
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -2 "$OUT/build.log"
+  MODELS=ours,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,official,vit_sdpa
+  timeout $(( 590 - $(elapsed) )) python3 benchmarks/model.py --models $MODELS --batch 16 \
+      --frames 8,32,64 --train-frames "" --cuda-graph --out "$OUT/model_b16.json" > "$OUT/model_b16.log" 2>&1
+  grep -v "^    " "$OUT/model_b16.log" | grep -v Warn | tail -9; echo "done at $(elapsed)s"
+  ;;
+run65)  # session 8: where the host's time goes in eager steps (cProfile, 8 frames) and the host
+        # time per step on a 1-frame 32 px clip
+  timeout 200 python3 benchmarks/host_profile.py --steps 5 --out "$OUT/host_profile.txt" > /dev/null 2>&1
+  grep -A25 "===== inference" "$OUT/host_profile.txt" | head -40
+  timeout 200 python3 benchmarks/host_overhead.py --out "$OUT/host_overhead.json" 2>&1 | tail -6
+  echo "done at $(elapsed)s"
   ;;
 run56)  # call 4: our compiled training at 8 and 16 frames, then the scan tables beside the
         # official kernel, ours in the model's layout and in contiguous (B, D, L)

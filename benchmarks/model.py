@@ -1,6 +1,6 @@
 """Whole-model benchmark (GPU): VideoMamba-S (ours, Triton scan), the official VideoMamba-S (its
 own model code on mamba_ssm / causal_conv1d, when importable) and a joint space-time ViT-S with
-``scaled_dot_product_attention``, side by side: bf16 autocast, batch 8, 224 px.
+``scaled_dot_product_attention``, side by side: bf16 autocast, batch 8 (``--batch``), 224 px.
 
 Inference: clips/s and peak memory at 8/16/32/64 frames. Training (forward, backward, AdamW
 step): clips/s and peak memory at 8/16 frames. Before timing, ours is loaded with the official
@@ -156,12 +156,12 @@ def timed_with_peak(step, warmup: int, iters: int) -> dict:
     return {"clips_per_s": BATCH / ms * 1e3, "ms": ms, "peak_gib": peak}
 
 
-def inference_step(model: nn.Module, frames: int, cuda_graph: bool = False, batch: int = BATCH,
-                   img: int = IMG):
-    """One bf16-autocast forward of a random batch, without gradients; with ``cuda_graph``,
-    replayed from a CUDA graph (videomamba.utils.cuda_graph), which takes the host's launch
-    overhead out."""
-    clip = torch.randn(batch, 3, frames, img, img, device="cuda")
+def inference_step(model: nn.Module, frames: int, cuda_graph: bool = False,
+                   batch: int | None = None, img: int = IMG):
+    """One bf16-autocast forward of a random batch (default ``BATCH``), without gradients; with
+    ``cuda_graph``, replayed from a CUDA graph (videomamba.utils.cuda_graph), which takes the
+    host's launch overhead out."""
+    clip = torch.randn(batch or BATCH, 3, frames, img, img, device="cuda")
     if cuda_graph:
         from videomamba.utils.cuda_graph import CudaGraphRunner
 
@@ -176,8 +176,10 @@ def inference_step(model: nn.Module, frames: int, cuda_graph: bool = False, batc
     return step
 
 
-def training_step(model: nn.Module, frames: int, batch: int = BATCH, img: int = IMG):
-    """One bf16-autocast forward, backward and AdamW step on a random batch."""
+def training_step(model: nn.Module, frames: int, batch: int | None = None, img: int = IMG):
+    """One bf16-autocast forward, backward and AdamW step on a random batch (default
+    ``BATCH``)."""
+    batch = batch or BATCH
     clip = torch.randn(batch, 3, frames, img, img, device="cuda")
     labels = torch.randint(0, 400, (batch,), device="cuda")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -420,7 +422,7 @@ def plot(json_path: str, png: str) -> None:
             ax.plot(*zip(*pts), marker="o", label=labels.get(name, name))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xlabel("frames (224 px, batch 8, bf16 autocast)")
+    ax.set_xlabel(f"frames (224 px, batch {report.get('batch', 8)}, bf16 autocast)")
     ax.set_ylabel("inference clips/s" + (", CUDA graphs" if phase == "inference_graph" else ""))
     ax.set_title(report["device"])
     ax.grid(True, which="both", alpha=0.3)
@@ -433,11 +435,14 @@ def plot(json_path: str, png: str) -> None:
 
 
 def main() -> int:
+    global BATCH
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="model.json")
     parser.add_argument("--models", default="ours,official,vit_sdpa")
     parser.add_argument("--frames", default="8,16,32,64")
     parser.add_argument("--train-frames", default="8,16")
+    parser.add_argument("--batch", type=int, default=BATCH,
+                        help="clips per step of every model and phase")
     parser.add_argument("--official-dir", default=os.path.abspath(".devcarry/official"))
     parser.add_argument("--profile", action="store_true",
                         help="also record the top CUDA kernels of each model's inference "
@@ -455,6 +460,7 @@ def main() -> int:
     parser.add_argument("--plot", metavar="JSON", help="no benchmark: plot this result into --png")
     parser.add_argument("--png", default="docs/benchmarks/gpu_model.png")
     args = parser.parse_args()
+    BATCH = args.batch
     if args.plot:
         plot(args.plot, args.png)
         return 0

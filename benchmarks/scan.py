@@ -256,16 +256,14 @@ def pair_probe(lengths: list[int], configs: list[str], batches: list[int]) -> di
     config ``T,BLOCK_D[,maxnreg]``, and ``split``: one launch per direction."""
     from videomamba.ops.selective_scan.triton_bidir import _scan_pair_forward
 
+    def branch(x: dict) -> tuple:  # (u, delta, A_log, B, C, D, delta_bias), as the mixer's
+        return x["u"], x["delta"], torch.log(-x["A"]), x["B"], x["C"], x["D"], x["delta_bias"]
+
     res: dict = {}
     for batch in batches:
         for length in lengths:
             xf = make_inputs(length, grad=False, seed=0, batch=batch, layout="model")
             xb = make_inputs(length, grad=False, seed=1, batch=batch, layout="model")
-
-            def branch(x):
-                return (x["u"], x["delta"], torch.log(-x["A"]), x["B"], x["C"], x["D"],
-                        x["delta_bias"])
-
             f, b, z = branch(xf), branch(xb), xf["z"]
             key = f"B={batch} L={length}"
             res[key] = {}

@@ -377,10 +377,9 @@ def pair_forward_config(batch: int, channels: int) -> tuple[int, int, int]:
     "T,BLOCK_D[,maxnreg]"``, ``maxnreg`` 0 = no register cap). Default: 8-step tiles of 8
     channels (123 registers) while both directions' programs fit 12 warps per SM, else 16
     channels per program (168 registers, half the programs; a thread holds two channels that
-    share their B and C values): runs 54 and 57, H200, the two
-    scans of a mixer at L = 1569 / 12545: batch 8 0.240 / 1.866 ms at 8 channels against 0.256
-    / 1.962 at 16; batch 16 0.473 / 3.737 against 0.367 / 2.857; batch 32 0.926 / 7.394 against
-    0.718 / 5.655."""
+    share their B and C values). Runs 54 and 57, H200, the two scans of a mixer at L = 1569 /
+    12545: batch 8 0.240 / 1.866 ms at 8 channels against 0.256 / 1.962 at 16; batch 16 0.473 /
+    3.737 against 0.367 / 2.857; batch 32 0.926 / 7.394 against 0.718 / 5.655."""
     text = os.environ.get("VIDEOMAMBA_FWD_PAIR_TILE")
     if not text and interpreting():
         return 4, 8, 0

@@ -87,6 +87,33 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START )); }
 
+graphed_inference() {  # SECONDS LABEL OUT_JSON MODEL_ARGS...: CUDA-graph inference through
+  # model.py (kernel variables and PYTHONPATH from the caller's environment), one line of results
+  local limit=$1 label=$2 out=$3; shift 3
+  timeout "$limit" python3 benchmarks/model.py --train-frames "" --cuda-graph --out "$out" "$@" \
+      > "$OUT/infer.log" 2>&1
+  echo "$label: $(grep -v '^    ' "$OUT/infer.log" | grep -E '^inference_graph' | tr '\n' ' ')"
+}
+
+compiled_training_and_scan_tables() {  # our compiled training at 8 and 16 frames, then the scan
+  # tables beside the official kernel (when built), ours in the model's layout and contiguous
+  timeout 240 python3 benchmarks/model.py --models ours_compiled_ro --frames "" --train-frames 8,16 \
+      --out "$OUT/model_compiled.json" > "$OUT/model_compiled.log" 2>&1
+  grep -v "^    " "$OUT/model_compiled.log" | grep "training |"; echo "compiled done at $(elapsed)s"
+  BACKENDS=triton,sdpa; [ -f /tmp/build.ok ] && BACKENDS=triton,mamba_ssm,sdpa
+  for layout in model contiguous; do
+    timeout 150 python3 benchmarks/scan.py --backends $BACKENDS --layout $layout \
+        --lengths 1569,3137,6273,12545 --check-lengths 1569 --out "$OUT/scan_$layout.json" \
+        > "$OUT/scan_$layout.log" 2>&1; tail -5 "$OUT/scan_$layout.log"; done
+}
+
+pair_probe() {  # LABEL OUT_BASE: scan.py --pair at tiles 8,8 and 8,16, batch 8 and 16 (kernel
+  # variables from the caller's environment)
+  timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 --check-lengths 0 \
+      --pair "8,8;8,16" --pair-batches 8,16 --out "$2.json" > "$2.log" 2>&1
+  grep "pair B=" "$2.log" | sed "s/^/$1 /"
+}
+
 build_official() {  # sm_90 only; wheels in /tmp/wheels, then installed
   rm -rf /tmp/build /tmp/wheels && mkdir -p /tmp/build /tmp/wheels && cd /tmp/build || exit 1
   for f in "$1"/.devcarry/causal_conv1d-*.tar.gz "$1"/.devcarry/mamba_ssm-*.tar.gz; do tar xzf "$f"; done
@@ -145,9 +172,8 @@ run55)  # call 2: graphed inference ABAB against .devcarry/old_src (54879aa), wi
   for i in 1 2; do for v in new old tile; do P=$PWD/src; [ $v = old ] && P=$OLD
     [ $v = tile ] && [ -z "${PAIR_TILE:-}" ] && continue
     VIDEOMAMBA_FWD_PAIR_TILE=$([ $v = tile ] && echo "$PAIR_TILE") VIDEOMAMBA_FWD_PAIR=$([ $v = tile ] && echo 1 || echo auto) \
-        PYTHONPATH=$P timeout 70 python3 benchmarks/model.py --models ours --frames 8,64 --train-frames "" \
-        --cuda-graph --out "$OUT/infer_${v}_$i.json" > "$OUT/infer.log" 2>&1
-    echo "$v $i: $(grep -v '^    ' "$OUT/infer.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
+        PYTHONPATH=$P graphed_inference 70 "$v $i" "$OUT/infer_${v}_$i.json" --models ours --frames 8,64
+    done; done
   echo "at $(elapsed)s; build: $([ -f /tmp/build.ok ] && echo ok || tail -1 /tmp/build.log)"
   MODELS=ours,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,official,vit_sdpa
   timeout $(( 590 - $(elapsed) )) python3 benchmarks/model.py --models $MODELS --frames 8,16,32,64 \
@@ -191,15 +217,12 @@ run59)  # session 8, lease 3: the pair forward summing and gating in its own lau
   timeout 200 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q --tb=short \
       -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
   grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "at $(elapsed)s"
-  for g in 1 0; do
-    VIDEOMAMBA_FWD_PAIR_GATE=$g timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
-        --check-lengths 0 --pair "8,8;8,16" --pair-batches 8,16 --out "$OUT/pair_gate$g.json" \
-        > "$OUT/pair_gate$g.log" 2>&1; grep "pair B=" "$OUT/pair_gate$g.log" | sed "s/^/gate=$g /"; done
+  for g in 1 0; do VIDEOMAMBA_FWD_PAIR_GATE=$g pair_probe "gate=$g" "$OUT/pair_gate$g"; done
   echo "at $(elapsed)s"
   for i in 1 2; do for g in 1 0; do
-    VIDEOMAMBA_FWD_PAIR_GATE=$g timeout 70 python3 benchmarks/model.py --models ours --frames 8,64 --train-frames "" \
-        --cuda-graph --out "$OUT/infer_gate${g}_$i.json" > "$OUT/infer.log" 2>&1
-    echo "gate=$g $i: $(grep -v '^    ' "$OUT/infer.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
+    VIDEOMAMBA_FWD_PAIR_GATE=$g graphed_inference 70 "gate=$g $i" "$OUT/infer_gate${g}_$i.json" \
+        --models ours --frames 8,64
+  done; done
   echo "done at $(elapsed)s"
   ;;
 run60)  # after run59, same machine: Nsight Compute on the pair forward (one launch of one mixer
@@ -217,15 +240,12 @@ run61)  # session 8, lease 4: B and C moved to the forward's arithmetic layout a
         # pair probe at batch 8 and 16, graphed inference ABAB (3 % slower: the variant and its
         # variable were removed after this run, docs/kernels.md "Session 8" item 5)
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
-  for b in 1 0; do
-    VIDEOMAMBA_BC_BITS=$b timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
-        --check-lengths 0 --pair "8,8;8,16" --pair-batches 8,16 --out "$OUT/pair_bits$b.json" \
-        > "$OUT/pair_bits$b.log" 2>&1; grep "pair B=" "$OUT/pair_bits$b.log" | sed "s/^/bits=$b /"; done
+  for b in 1 0; do VIDEOMAMBA_BC_BITS=$b pair_probe "bits=$b" "$OUT/pair_bits$b"; done
   echo "at $(elapsed)s"
   for i in 1 2; do for b in 1 0; do
-    VIDEOMAMBA_BC_BITS=$b timeout 70 python3 benchmarks/model.py --models ours --frames 8,64 --train-frames "" \
-        --cuda-graph --out "$OUT/infer_bits${b}_$i.json" > "$OUT/infer.log" 2>&1
-    echo "bits=$b $i: $(grep -v '^    ' "$OUT/infer.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
+    VIDEOMAMBA_BC_BITS=$b graphed_inference 70 "bits=$b $i" "$OUT/infer_bits${b}_$i.json" \
+        --models ours --frames 8,64
+  done; done
   echo "done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree
@@ -239,12 +259,9 @@ run63)  # session 8: the pair forward's batch rule in the whole model at batch 1
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
   for i in 1 2; do for v in default 8ch split; do
     VIDEOMAMBA_FWD_PAIR_TILE=$([ $v = 8ch ] && echo 8,8) VIDEOMAMBA_FWD_PAIR=$([ $v = split ] && echo 0 || echo auto) \
-        timeout 80 python3 benchmarks/model.py --models ours --batch 16 --frames 8,32 --train-frames "" \
-        --cuda-graph --out "$OUT/b16_${v}_$i.json" > "$OUT/b16.log" 2>&1
-    echo "$v $i: $(grep -v '^    ' "$OUT/b16.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
-  timeout 80 python3 benchmarks/model.py --models vit_sdpa --batch 16 --frames 8,32 --train-frames "" \
-      --cuda-graph --out "$OUT/b16_vit.json" > "$OUT/b16.log" 2>&1
-  echo "vit: $(grep -v '^    ' "$OUT/b16.log" | grep -E '^inference_graph' | tr '\n' ' ')"
+        graphed_inference 80 "$v $i" "$OUT/b16_${v}_$i.json" --models ours --batch 16 --frames 8,32
+  done; done
+  graphed_inference 80 vit "$OUT/b16_vit.json" --models vit_sdpa --batch 16 --frames 8,32
   echo "done at $(elapsed)s"
   ;;
 run64)  # session 8: the official stack's build (foreground), then ours / official / SDPA ViT-S
@@ -267,14 +284,7 @@ run65)  # session 8: where the host's time goes in eager steps (cProfile, 8 fram
   ;;
 run56)  # call 4: our compiled training at 8 and 16 frames, then the scan tables beside the
         # official kernel, ours in the model's layout and in contiguous (B, D, L)
-  timeout 240 python3 benchmarks/model.py --models ours_compiled_ro --frames "" --train-frames 8,16 \
-      --out "$OUT/model_compiled.json" > "$OUT/model_compiled.log" 2>&1
-  grep -v "^    " "$OUT/model_compiled.log" | grep "training |"; echo "compiled done at $(elapsed)s"
-  BACKENDS=triton,sdpa; [ -f /tmp/build.ok ] && BACKENDS=triton,mamba_ssm,sdpa
-  for layout in model contiguous; do
-    timeout 150 python3 benchmarks/scan.py --backends $BACKENDS --layout $layout \
-        --lengths 1569,3137,6273,12545 --check-lengths 1569 --out "$OUT/scan_$layout.json" \
-        > "$OUT/scan_$layout.log" 2>&1; tail -5 "$OUT/scan_$layout.log"; done
+  compiled_training_and_scan_tables
   echo "done at $(elapsed)s"
   ;;
 run53)  # session 7: both directions' forwards in one launch (8-step tiles) and a gate kernel
@@ -289,9 +299,9 @@ run53)  # session 7: both directions' forwards in one launch (8-step tiles) and 
         --out "$OUT/mixer_fwdpair${p}_$i.json" 2>&1 | grep "^| [0-9]" | sed "s/^/fwd_pair=$p $i /"; done; done
   echo "at $(elapsed)s"
   for i in 1 2; do for p in 1 0; do
-    VIDEOMAMBA_FWD_PAIR=$p timeout 70 python3 benchmarks/model.py --models ours --frames 8,64 --train-frames "" \
-        --cuda-graph --out "$OUT/infer_fwdpair${p}_$i.json" > "$OUT/infer.log" 2>&1
-    echo "fwd_pair=$p $i: $(grep -v '^    ' "$OUT/infer.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
+    VIDEOMAMBA_FWD_PAIR=$p graphed_inference 70 "fwd_pair=$p $i" "$OUT/infer_fwdpair${p}_$i.json" \
+        --models ours --frames 8,64
+  done; done
   echo "at $(elapsed)s"
   for p in 1 0; do
     VIDEOMAMBA_FWD_PAIR=$p timeout 100 python3 benchmarks/model.py --models ours_compiled_ro --frames "" \
@@ -334,10 +344,9 @@ run46)  # session 7: the conv forward's tile configurations (do_bench, L = 1569 
   BEST=$(grep "^L=12545 conv fwd" "$OUT/conv_fwd_sweep.log" | sort -t: -k2 -n | head -1 | sed 's/.*config \([^:]*\):.*/\1/')
   echo "fastest at L=12545: $BEST; at $(elapsed)s"
   for i in 1 2; do for cfg in default "$BEST"; do
-    VIDEOMAMBA_CONV_FWD_CONFIG=$([ "$cfg" = default ] || echo "$cfg") timeout 70 python3 benchmarks/model.py \
-        --models ours --frames 8,64 --train-frames "" --cuda-graph --out "$OUT/infer_${cfg//,/_}_$i.json" \
-        > "$OUT/infer_$i.log" 2>&1
-    echo "$cfg $i: $(grep -v '^    ' "$OUT/infer_$i.log" | grep -E '^inference_graph' | tr '\n' ' ')"; done; done
+    VIDEOMAMBA_CONV_FWD_CONFIG=$([ "$cfg" = default ] || echo "$cfg") graphed_inference 70 "$cfg $i" \
+        "$OUT/infer_${cfg//,/_}_$i.json" --models ours --frames 8,64
+  done; done
   echo "done at $(elapsed)s"
   (cd "$OUT" && tar czf run46.tgz --exclude=run46.tgz * && find . -type f ! -name run46.tgz -delete)
   ;;
@@ -368,14 +377,7 @@ run45)  # session 7: the conv forward with the approximate sigmoid and 8 warps, 
 run47)  # session 7, final lease, call 3 (after run30 = build + GPU tests, run31 = the model side
         # by side): our compiled training at 8 and 16 frames, then the scan tables beside the
         # official kernel, ours in the model's layout and in contiguous (B, D, L)
-  timeout 240 python3 benchmarks/model.py --models ours_compiled_ro --frames "" --train-frames 8,16 \
-      --out "$OUT/model_compiled.json" > "$OUT/model_compiled.log" 2>&1
-  grep -v "^    " "$OUT/model_compiled.log" | grep "training |"; echo "compiled done at $(elapsed)s"
-  BACKENDS=triton,sdpa; [ -f /tmp/build.ok ] && BACKENDS=triton,mamba_ssm,sdpa
-  for layout in model contiguous; do
-    timeout 150 python3 benchmarks/scan.py --backends $BACKENDS --layout $layout \
-        --lengths 1569,3137,6273,12545 --check-lengths 1569 --out "$OUT/scan_$layout.json" \
-        > "$OUT/scan_$layout.log" 2>&1; tail -5 "$OUT/scan_$layout.log"; done
+  compiled_training_and_scan_tables
   echo "at $(elapsed)s"
   OLD=$PWD/.devcarry/old_src; echo "old: $(cat $OLD/COMMIT)"  # A * log2(e) reloads, ABAB
   for i in 1 2; do for v in new old; do P=$PWD/src; [ $v = old ] && P=$OLD

@@ -72,6 +72,10 @@
 #   bash benchmarks/device_run.sh run63   # the pair forward's batch rule in the model, batch 16
 #   bash benchmarks/device_run.sh run64   # official build, then the model side by side at batch 16
 #   bash benchmarks/device_run.sh run65   # host profile of eager steps
+#   bash benchmarks/device_run.sh run66   # session 9: B/C as float32, loaded by each lane in the
+#                                         # pair forward (GPU tests, probe, inference ABAB)
+#   bash benchmarks/device_run.sh run67   # session 9: the next tile's decays in the current
+#                                         # iteration of the pair forward
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
 #                                         # direction (same tree, ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
@@ -247,6 +251,44 @@ run61)  # session 8, lease 4: B and C moved to the forward's arithmetic layout a
         --models ours --frames 8,64
   done; done
   echo "done at $(elapsed)s"
+  ;;
+run66)  # session 9: the pair forward with B and C as float32 (a copy of x_proj's B/C columns)
+        # loaded by each lane at constant step offsets, against the shared-memory broadcast of
+        # bf16 values (VIDEOMAMBA_FWD_FLOAT_BC 1 / 0, same tree): GPU tests of the pair, the
+        # pair probe, graphed inference ABAB. Not faster: the variant, its variables and
+        # scan.py's "/f32" configs were removed after this run (docs/kernels.md "Session 9")
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  python3 -c "import torch; a = torch.randn(64, 64, device='cuda', dtype=torch.bfloat16); \
+print('mm out_dtype:', torch.mm(a, a.t(), out_dtype=torch.float32).dtype)" 2>&1 | tail -1
+  timeout 150 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "at $(elapsed)s"
+  timeout 120 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 --check-lengths 0 \
+      --pair "8,8;8,8/f32;8,8/f32pre;8,16;8,16/f32" --pair-batches 8,16 \
+      --out "$OUT/pair_f32.json" > "$OUT/pair_f32.log" 2>&1
+  grep "pair B=" "$OUT/pair_f32.log"; rm -f "$OUT/pair_f32.log"; echo "at $(elapsed)s"
+  for i in 1 2; do for b in 1 0; do
+    VIDEOMAMBA_FWD_FLOAT_BC=$b graphed_inference 80 "float_bc=$b $i" "$OUT/infer_fbc${b}_$i.json" \
+        --models ours --frames 8,32,64
+  done; done
+  rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run67)  # session 9: the pair forward computing tile k + 1's decays in iteration k
+        # (VIDEOMAMBA_FWD_PIPE 1: at the end of the body, 2: after the scan; 0: the default),
+        # same tree: GPU tests of the pair, the pair probe, graphed inference ABAB. Slower:
+        # the variant and its variable were removed after this run
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  for p in 1 2; do VIDEOMAMBA_FWD_PIPE=$p timeout 100 python3 -m pytest tests/ops/test_triton_bidir.py \
+      -m gpu -k "pair_forward or vector_loads" -q --tb=short -p no:cacheprovider > /tmp/gpu_tests$p.log 2>&1
+    echo "pipe=$p: $(tail -1 /tmp/gpu_tests$p.log | cut -c1-200)"; grep -E "^FAILED" /tmp/gpu_tests$p.log | head -3
+  done; echo "at $(elapsed)s"
+  for p in 0 1 2; do VIDEOMAMBA_FWD_PIPE=$p pair_probe "pipe=$p" "$OUT/pair_pipe$p"; rm -f "$OUT/pair_pipe$p.log"; done
+  echo "at $(elapsed)s"
+  for i in 1 2; do for p in 1 2 0; do
+    VIDEOMAMBA_FWD_PIPE=$p graphed_inference 70 "pipe=$p $i" "/tmp/infer_pipe${p}_$i.json" \
+        --models ours --frames 8,32
+  done; done
+  rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree
   timeout 560 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \

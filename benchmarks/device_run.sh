@@ -76,6 +76,11 @@
 #                                         # pair forward (GPU tests, probe, inference ABAB)
 #   bash benchmarks/device_run.sh run67   # session 9: the next tile's decays in the current
 #                                         # iteration of the pair forward
+#   bash benchmarks/device_run.sh run68   # session 9: the pair forward's PAIRS layout (2 channels
+#                                         # x 2 states per thread) against the default
+#   bash benchmarks/device_run.sh run69   # session 9, final lease: official build (background),
+#                                         # every GPU test;
+#   bash benchmarks/device_run.sh run70   # then ours / official / ViT-S side by side
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
 #                                         # direction (same tree, ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
@@ -289,6 +294,45 @@ run67)  # session 9: the pair forward computing tile k + 1's decays in iteration
         --models ours --frames 8,32
   done; done
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run68)  # session 9: the pair forward in the PAIRS layout (2 channels x 2 states per thread on
+        # 4 channel x 8 state lanes, the output reduce-scattered over the state lanes;
+        # VIDEOMAMBA_FWD_PAIRS 1) against the default layout (0), same tree: GPU tests of the
+        # pair, the pair probe at batch 8, graphed inference ABAB
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 150 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -k "pair_forward" -q \
+      --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5; echo "at $(elapsed)s"
+  for p in 1 0; do
+    VIDEOMAMBA_FWD_PAIRS=$p timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
+        --check-lengths 0 --pair "8,8" --pair-batches 8 --out "$OUT/pair_pairs$p.json" > /tmp/pair$p.log 2>&1
+    grep "pair B=" /tmp/pair$p.log | sed "s/^/pairs=$p /"; done
+  echo "at $(elapsed)s"
+  for i in 1 2; do for p in 1 0; do
+    VIDEOMAMBA_FWD_PAIRS=$p graphed_inference 80 "pairs=$p $i" "/tmp/infer_pairs${p}_$i.json" \
+        --models ours --frames 8,32,64
+  done; done
+  rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run69)  # session 9, final lease, call 1: the official stack's build in the background (for
+        # run70), every GPU test of tests/ops and the CUDA-graph tests on the session's tree,
+        # then the wait for the build
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.version.cuda)" | tee -a "$OUT/device.txt"
+  (setsid bash "$0" build > /tmp/build.log 2>&1 &)
+  timeout 460 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "tests done at $(elapsed)s"
+  while [ ! -f /tmp/build.ok ] && [ "$(elapsed)" -lt 585 ]; do sleep 5; done
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -2 /tmp/build.log
+  ;;
+run70)  # call 2, same machine: ours / official / SDPA ViT-S side by side (graphed and eager
+        # inference 8-64 frames, eager training 8 and 16 frames)
+  for i in $(seq 1 60); do [ -f /tmp/build.ok ] && break; sleep 5; done
+  MODELS=ours,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,official,vit_sdpa
+  timeout 560 python3 benchmarks/model.py --models $MODELS --frames 8,16,32,64 \
+      --train-frames 8,16 --cuda-graph --out "$OUT/model.json" > "$OUT/model.log" 2>&1
+  grep -v "^    " "$OUT/model.log" | grep -v Warn | tail -18; echo "done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree
   timeout 560 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \

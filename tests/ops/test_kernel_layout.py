@@ -24,6 +24,9 @@ if not (TOOLS / "ptxas").exists() or not (TOOLS / "cuobjdump").exists():
 # order: states fastest across lanes, so a channel's bits are lane bits 2-4 (the backward's dB/dC
 # reduce-scatter exchanges partners by those bits)
 INTENDED = "sizePerThread = [1, 4, 1], threadsPerWarp = [8, 4, 1], warpsPerCTA = [1, 1, 1], order = [1, 0, 2]"
+# the pair forward's 8-step tiles of 8 channels (batch 8): 2 states x 2 channels per thread, a
+# state lane's bits are lane bits 0-2 (its output reduce-scatter exchanges partners by them)
+PAIRS = "sizePerThread = [1, 2, 1], threadsPerWarp = [4, 8, 1], warpsPerCTA = [1, 1, 1], order = [1, 0, 2]"
 
 
 def compile_launches(folder: Path, pair: str) -> list[dict]:
@@ -54,7 +57,17 @@ def compiled(tmp_path_factory) -> list[dict]:
 
 def test_every_scan_launch_computes_in_the_intended_layout(compiled):
     for launch in compiled:
-        assert INTENDED in launch["layout"], (launch["kernel"], launch["flags"], launch["layout"])
+        intended = PAIRS if launch["kernel"] == "_tile_fwd_pair" else INTENDED
+        assert intended in launch["layout"], (launch["kernel"], launch["flags"], launch["layout"])
+
+
+def test_pair_forward_reduce_scatters_its_output_without_spills(compiled):
+    # 3 exchange levels over the 8 state lanes: 8 + 4 + 2 shuffles per tile, 2 more moving the
+    # finished sums to the store's layout (an all-reduce would take 48)
+    pair = next(r for r in compiled if r["kernel"] == "_tile_fwd_pair")
+    tile_loop = pair["loops"][0]
+    assert tile_loop["opcodes"].get("SHFL", 0) <= 16, tile_loop
+    assert not {"LDL", "STL"} & set(tile_loop["opcodes"]), tile_loop
 
 
 def test_forward_tile_reduces_states_with_two_shuffle_levels(compiled):

@@ -85,14 +85,30 @@ def test_pair_forward_tiles_match_reference(tile, monkeypatch):
     check_bidirectional(13, channels=32, d_state=4, dt_rank=3)
 
 
+# The PAIRS layout of 8-step tiles of 8 channels and 16 states (2 channels x 2 states per
+# thread, the output reduce-scattered over the state lanes; the interpreter sums with tl.sum)
+@pytest.mark.parametrize("pairs", ["0", "1"])
+def test_pair_forward_pairs_layout_matches_reference(pairs, monkeypatch):
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR", "1")
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR_TILE", "8,8")
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIRS", pairs)
+    taken = spy_pairs(monkeypatch)
+    check_bidirectional(15, channels=16, d_state=16, dt_rank=3)  # 8-step state checkpoints
+    assert taken == {pairs == "1"}
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
+@pytest.mark.parametrize("pairs", ["0", "1"])
 @pytest.mark.parametrize("tile", ["8,8", "8,16", "16,8,168"])
 @pytest.mark.parametrize("length", [7, 1000])
-def test_gpu_pair_forward_tiles_match_reference(length, tile, monkeypatch):
+def test_gpu_pair_forward_tiles_match_reference(length, tile, pairs, monkeypatch):
     monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR", "1")
     monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR_TILE", tile)
+    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIRS", pairs)
+    taken = spy_pairs(monkeypatch)
     check_bidirectional(length, channels=64, d_state=16, dt_rank=8, channels_last=True)
+    assert taken == {pairs == "1" and tile == "8,8"}
 
 
 # The model's memory layout: xz (B, L, 2D) seen as (B, 2D, L), and x_proj widths whose B/C
@@ -160,6 +176,21 @@ def spy_alignments(monkeypatch) -> set[int]:
 
     for module in (triton_tile, triton_tile_bwd):
         monkeypatch.setattr(module, "bc_alignment", recording(module.bc_alignment))
+    return taken
+
+
+def spy_pairs(monkeypatch) -> set:
+    """The ``pairs_layout`` decisions of the pair-forward launches that follow."""
+    from videomamba.ops.selective_scan import triton_tile
+
+    taken = set()
+    real = triton_tile.pairs_layout
+
+    def spy(*args):
+        taken.add(real(*args))
+        return real(*args)
+
+    monkeypatch.setattr(triton_tile, "pairs_layout", spy)
     return taken
 
 

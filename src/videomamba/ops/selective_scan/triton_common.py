@@ -96,6 +96,28 @@ def _softplus_sigmoid(x):
     return tl.maximum(x, 0.0) + _log1p_small(e), sig
 
 
+# One level of a butterfly reduce-scatter between lanes ``lane`` and ``lane ^ $4``: a lane whose
+# ``$3`` is 0 keeps ``$1`` and hands ``$2`` to its partner, which keeps ``$2`` and hands ``$1``;
+# each returns what it kept plus what it received (the inline PTX is on the GPU only).
+_EXCHANGE_ADD = tl.constexpr("""{
+.reg .pred p;
+.reg .b32 s, k, r;
+setp.ne.s32 p, $3, 0;
+selp.b32 s, $1, $2, p;
+selp.b32 k, $2, $1, p;
+shfl.sync.bfly.b32 r, s, $4, 0x1f, 0xffffffff;
+add.f32 $0, k, r;
+}""")
+
+
+@triton.jit
+def _exchange_add(a, b, bit, lanes):
+    """``a`` where ``bit`` is 0 else ``b``, plus the other one of the lane ``lane ^ lanes``
+    (``bit`` must be that lane bit's value: partners hold the same element of opposite halves)."""
+    return tl.inline_asm_elementwise(_EXCHANGE_ADD, "=r,r,r,r,r", [a, b, bit, lanes],
+                                     dtype=tl.float32, is_pure=True, pack=1)
+
+
 @triton.jit
 def _row_tile(length, channels, BLOCK_L: tl.constexpr, BLOCK_C: tl.constexpr):
     """This program's tile of a (positions, channels, batch) grid over ``(B, D, L)`` tensors:

@@ -36,6 +36,7 @@ from torch import Tensor
 from videomamba.ops.selective_scan.triton_common import (
     ROW_TILE,
     _a_log2e,
+    _exchange_add,
     _exp2,
     _affine_combine,
     _sigmoid,
@@ -80,6 +81,44 @@ def _next_ck_phase(phase, ck_tiles, rev):
 
 
 @triton.jit
+def _state_offsets(N: tl.constexpr, PAIRS: tl.constexpr):
+    """``(1, N, 1)`` state indices. The arithmetic takes the layout of the A loads (docs/kernels.md,
+    session 5), and Triton gives a load as many adjacent states per thread as it can prove
+    contiguous: 4 (4 state lanes, 8 channel lanes), or with ``PAIRS`` 2, written so that only
+    runs of 2 are provable (2 states per thread on 8 state lanes, 2 channels per thread on 4
+    channel lanes)."""
+    n = tl.arange(0, N)[None, :, None]
+    if PAIRS:
+        return (n // 2) * 2 + n % 2
+    return n
+
+
+@triton.jit
+def _state_sums_by_step(prod, SCATTER: tl.constexpr):
+    """``prod`` ``(BLOCK_D, 16, 8)`` in the ``PAIRS`` layout (:func:`_state_offsets`: state lane
+    ``l`` of lane bits 0-2 holds states 2l, 2l + 1, steps in the thread) summed over the states:
+    ``(BLOCK_D, 8, 1)`` whose element ``(c, s)`` is channel c's sum at tile step s, held by the
+    lanes of state lane s. With ``SCATTER`` a reduce-scatter in three exchange levels (14
+    shuffles a thread where an all-reduce takes 48), else ``tl.sum`` (the CPU interpreter)."""
+    block_d: tl.constexpr = prod.shape[0]
+    p = tl.sum(tl.reshape(prod, (block_d, 8, 2, 8)), axis=2)  # a thread's two states
+    if SCATTER:
+        lane = tl.arange(0, 8)[None, :, None]
+        lo, hi = tl.split(tl.reshape(p, (block_d, 8, 4, 2)))  # even / odd steps
+        shape: tl.constexpr = (block_d, 8, 4)
+        r = _exchange_add(lo, hi, tl.broadcast_to(lane & 1, shape), tl.full(shape, 1, tl.int32))
+        lo, hi = tl.split(tl.reshape(r, (block_d, 8, 2, 2)))
+        half: tl.constexpr = (block_d, 8, 2)
+        r = _exchange_add(lo, hi, tl.broadcast_to((lane >> 1) & 1, half),
+                          tl.full(half, 2, tl.int32))
+        lo, hi = tl.split(tl.reshape(r, (block_d, 8, 1, 2)))
+        one: tl.constexpr = (block_d, 8, 1)
+        return _exchange_add(lo, hi, tl.broadcast_to((lane >> 2) & 1, one),
+                             tl.full(one, 4, tl.int32))
+    return tl.reshape(tl.sum(p, axis=1), (block_d, 8, 1))
+
+
+@triton.jit
 def _fwd_tile_loads(tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base, d_base, u_base,
                     z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t, T: tl.constexpr,
                     HAS_Z: tl.constexpr, rev, ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr):
@@ -117,15 +156,19 @@ def _fwd_body(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr,
     SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
-    BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr,
+    BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr, PAIRS: tl.constexpr = False,
+    SCATTER: tl.constexpr = False,
 ):
     """One program's (batch row ``pid_b``, channel block ``pid_d``, segment ``seg``) walk of one
     direction (``rev`` 0/1)."""
+    tl.static_assert(not PAIRS or (N == 16 and T == 8 and not (ACCUMULATE or HAS_Z)),
+                     "PAIRS: 16 states, 8-step tiles, an ungated output of its own")
     sB_b, sB_g, sB_t = _aligned(sB_b, BC_ALIGN), _aligned(sB_g, BC_ALIGN), _aligned(sB_t, BC_ALIGN)
     sC_b, sC_g, sC_t = _aligned(sC_b, BC_ALIGN), _aligned(sC_g, BC_ALIGN), _aligned(sC_t, BC_ALIGN)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)[:, None, None]  # (BLOCK_D, 1, 1)
-    offs_n = tl.arange(0, N)[None, :, None]  # (1, N, 1)
+    offs_n = _state_offsets(N, PAIRS)  # (1, N, 1)
     offs_t = tl.arange(0, T)[None, None, :]  # (1, 1, T)
+    offs_s = tl.arange(0, T)[None, :, None]  # (1, T, 1): with PAIRS, the step a lane finishes
     mask_d, mask_n = offs_d < channels, offs_n < n_state
     if EVEN_N:  # a constant mask lets the B/C loads be vectorised along the states
         mask_n = tl.full((1, N, 1), 1, tl.int1)
@@ -135,7 +178,8 @@ def _fwd_body(
                   A_IS_LOG)  # (BLOCK_D, N, 1): exp(dt A) = exp2(dt A2)
     if SPLIT_N:  # A2 for the loop's reloads, so that they skip A_log's exponential (every
         # program of a channel block writes the same values)
-        tl.store(a2_ptr + offs_d * N + offs_n, A2, mask=mask_nd)
+        a2_at = a2_ptr + offs_d * N + offs_n
+        tl.store(a2_at, A2, mask=mask_nd)
         tl.debug_barrier()
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
@@ -184,8 +228,7 @@ def _fwd_body(
         dt = tl.where(m, dt, 0.0)  # padding steps are the identity (decay 1, input 0)
         if SPLIT_N:  # reloaded (from L1) as the last load: its layout is the arithmetic's
             # (masked by the tile's index so that it is not hoisted out of the loop)
-            A2 = tl.load(a2_ptr + offs_d * N + offs_n, mask=mask_nd & (tile < n_tiles),
-                         other=0.0)
+            A2 = tl.load(a2_at, mask=mask_nd & (tile < n_tiles), other=0.0)
         decay = _exp2(A2 * dt)  # (BLOCK_D, N, T)
         bx = Bt * (dt * u)
         bx = tl.where(first, decay * h + bx, bx)  # the carried state enters at the first step
@@ -194,14 +237,22 @@ def _fwd_body(
         if SUMMARY:
             dsum += dt
         else:
-            out = tl.sum(hs * Ct, axis=1, keep_dims=True)  # (BLOCK_D, 1, T)
-            if HAS_D:
-                out += Dv * u
-            if ACCUMULATE:
-                out += acc
-            if HAS_Z:
-                out = out * zt * _sigmoid(zt)
-            tl.store(y_base + t * sy_t, out.to(y_ptr.dtype.element_ty), mask=m)
+            if PAIRS:  # each lane finishes and stores one step of its channels
+                out = _state_sums_by_step(hs * Ct, SCATTER)  # (BLOCK_D, T, 1)
+                t_s, _ = _tile_positions(tile, n_tiles, offs_s, T, rev)
+                m_s = (t_s >= 0) & (t_s < length) & mask_d
+                if HAS_D:
+                    out += Dv * tl.load(u_base + t_s * su_t, mask=m_s, other=0.0).to(tl.float32)
+                tl.store(y_base + t_s * sy_t, out.to(y_ptr.dtype.element_ty), mask=m_s)
+            else:
+                out = tl.sum(hs * Ct, axis=1, keep_dims=True)  # (BLOCK_D, 1, T)
+                if HAS_D:
+                    out += Dv * u
+                if ACCUMULATE:
+                    out += acc
+                if HAS_Z:
+                    out = out * zt * _sigmoid(zt)
+                tl.store(y_base + t * sy_t, out.to(y_ptr.dtype.element_ty), mask=m)
             if SAVE_CK:  # the state at each multiple k * ck_steps of the position, k >= 1
                 if (phase == 0) & (boundary > 0) & (boundary < length):
                     k = boundary // ck_steps - 1
@@ -264,7 +315,7 @@ def _tile_fwd_pair(
     N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
-    BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr,
+    BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr, PAIRS: tl.constexpr, SCATTER: tl.constexpr,
 ):
     """Both directions of a bidirectional block in one launch, grid (batch, channel blocks, 2):
     each writes its ungated output to its own ``y`` (:func:`gate_sum` adds and gates), one
@@ -281,7 +332,7 @@ def _tile_fwd_pair(
         su_b, su_d, su_t, sd_b, sd_d, sd_t, su_b, su_d, su_t, sy_b, sy_d, sy_t,
         sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
         N, BLOCK_D, T, HAS_D, False, HAS_BIAS, SOFTPLUS, False, False, SAVE_CK, SPLIT_N,
-        A_IS_LOG, BC_ALIGN, EVEN_N)
+        A_IS_LOG, BC_ALIGN, EVEN_N, PAIRS, SCATTER)
 
 
 @triton.jit
@@ -393,6 +444,19 @@ def pair_forward_config(batch: int, channels: int) -> tuple[int, int, int]:
     return t, block_d, maxnreg
 
 
+def pairs_layout(t: int, block_d: int, n_pow2: int) -> bool:
+    """Whether the pair forward runs in the ``PAIRS`` layout (:func:`_state_offsets`: 2 channels x
+    2 states per thread on 4 channel x 8 state lanes; ``VIDEOMAMBA_FWD_PAIRS``: ``auto`` or
+    ``1``: yes, ``0``: 1 channel x 4 states per thread on 8 x 4 lanes). It needs 8-step tiles
+    of 8 channels and 16 states (the batch-8 tile at D=768). A thread then receives 8 bytes per
+    state and step instead of 10 (B and C per state, delta and u per channel) and the output is
+    reduce-scattered; run 68, H200, the mixer's two forward scans at batch 8: 0.224 against
+    0.241 ms at L=1569, 1.763 against 1.867 at L=12545 (docs/kernels.md, session 9)."""
+    mode = os.environ.get("VIDEOMAMBA_FWD_PAIRS", "auto")
+    fits = t == 8 and block_d == 8 and n_pow2 == 16
+    return fits and mode in ("auto", "1")
+
+
 def pair_forward_fits() -> bool:
     """Whether the mixer runs both directions' forwards in one launch (``VIDEOMAMBA_FWD_PAIR``:
     ``auto`` or ``1``: yes, ``0``: one launch per direction). One launch was faster at every
@@ -442,6 +506,7 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
         HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), SAVE_CK=n_ck > 0,
         SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log), BC_ALIGN=bc_alignment(*B4s, *C4s),
         EVEN_N=n_pow2 == n_state, num_warps=max(block_d // 32, 1),
+        PAIRS=pairs_layout(t, block_d, n_pow2), SCATTER=not interpreting(),
         **({"maxnreg": maxnreg} if maxnreg else {}))
     gate_sum(y, y_b, z)
     return per_dir[0][9], per_dir[1][9]

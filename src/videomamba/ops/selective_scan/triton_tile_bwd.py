@@ -60,6 +60,7 @@ from torch import Tensor
 from videomamba.ops.selective_scan.triton_common import (
     ROW_TILE,
     _a_log2e,
+    _exchange_add,
     _exp2,
     _affine_combine,
     _sigmoid,
@@ -83,28 +84,6 @@ def _shifted_decay_combine(p1, q1, a1, p2, q2, a2):
     """Compose adjoint steps ``g -> p + q * a_prev * g`` (``1`` first, reverse scan order); each
     element's own decay ``a`` multiplies the adjoint it hands to the next element."""
     return p2 + q2 * a1 * p1, q2 * a1 * q1, a2
-
-
-# One level of a butterfly reduce-scatter between lanes ``lane`` and ``lane ^ $4``: a lane whose
-# ``$3`` is 0 keeps ``$1`` and hands ``$2`` to its partner, which keeps ``$2`` and hands ``$1``;
-# each returns what it kept plus what it received (the inline PTX is on the GPU only).
-_EXCHANGE_ADD = tl.constexpr("""{
-.reg .pred p;
-.reg .b32 s, k, r;
-setp.ne.s32 p, $3, 0;
-selp.b32 s, $1, $2, p;
-selp.b32 k, $2, $1, p;
-shfl.sync.bfly.b32 r, s, $4, 0x1f, 0xffffffff;
-add.f32 $0, k, r;
-}""")
-
-
-@triton.jit
-def _exchange_add(a, b, bit, lanes):
-    """``a`` where ``bit`` is 0 else ``b``, plus the other one of the lane ``lane ^ lanes``
-    (``bit`` must be that lane bit's value: partners hold the same element of opposite halves)."""
-    return tl.inline_asm_elementwise(_EXCHANGE_ADD, "=r,r,r,r,r", [a, b, bit, lanes],
-                                     dtype=tl.float32, is_pure=True, pack=1)
 
 
 @triton.jit

@@ -81,6 +81,7 @@
 #   bash benchmarks/device_run.sh run69   # session 9, final lease: official build (background),
 #                                         # every GPU test;
 #   bash benchmarks/device_run.sh run70   # then ours / official / ViT-S side by side
+#   bash benchmarks/device_run.sh run71   # session 9: the conv forward as a sliding window
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
 #                                         # direction (same tree, ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
@@ -333,6 +334,21 @@ run70)  # call 2, same machine: ours / official / SDPA ViT-S side by side (graph
   timeout 560 python3 benchmarks/model.py --models $MODELS --frames 8,16,32,64 \
       --train-frames 8,16 --cuda-graph --out "$OUT/model.json" > "$OUT/model.log" 2>&1
   grep -v "^    " "$OUT/model.log" | grep -v Warn | tail -18; echo "done at $(elapsed)s"
+  ;;
+run71)  # session 9: the conv + SiLU forward as a sliding window over positions
+        # (VIDEOMAMBA_CONV_FWD_ALGO=slide) against the tiled kernel (tile), same tree: GPU conv
+        # tests, the forward alone over configs, graphed inference ABAB
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 150 python3 -m pytest tests/ops/test_triton_conv.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5; echo "at $(elapsed)s"
+  timeout 200 python3 benchmarks/model.py --conv-fwd-sweep > "$OUT/conv_sweep.log" 2>&1
+  grep -E "default|slide" "$OUT/conv_sweep.log"; echo "at $(elapsed)s"
+  for i in 1 2; do for a in slide tile; do
+    VIDEOMAMBA_CONV_FWD_ALGO=$a graphed_inference 70 "conv=$a $i" "/tmp/infer_conv${a}_$i.json" \
+        --models ours --frames 8,32,64
+  done; done
+  rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree
   timeout 560 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \

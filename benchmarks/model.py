@@ -334,6 +334,9 @@ def conv_bwd_sweep(x: torch.Tensor, ws: list, bs: list) -> list[str]:
 # (BLOCK_D, BLOCK_L, num_warps) of the Triton forward, the default first
 CONV_FWD_CONFIGS = ("default", "32,128,8", "32,128,4", "64,128,8", "32,64,4", "64,32,4",
                     "128,32,4", "32,256,8", "16,256,4", "128,64,8", "16,128,4")
+# the sliding-window forward's (BLOCK_C, CHUNK, P, num_warps)
+CONV_SLIDE_CONFIGS = ("256,64,8,4", "256,128,8,4", "128,64,8,4", "256,64,4,4", "512,64,8,8",
+                      "256,32,8,4", "128,128,8,2")
 
 
 def conv_bwd_only_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
@@ -375,11 +378,16 @@ def conv_fwd_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
     for length in lengths:
         x, ws, bs = conv_inputs(length)
         floor = 3 * x.numel() * 2 / 3.0e12 * 1e3
-        for config in CONV_FWD_CONFIGS:
-            with kernel_config("VIDEOMAMBA_CONV_FWD_CONFIG", config):
+        configs = [("tile", c) for c in CONV_FWD_CONFIGS] + [("slide", c) for c in
+                                                             CONV_SLIDE_CONFIGS]
+        for algo, config in configs:
+            variable = "VIDEOMAMBA_CONV_FWD_CONFIG" if algo == "tile" else \
+                "VIDEOMAMBA_CONV_SLIDE_CONFIG"
+            with kernel_config("VIDEOMAMBA_CONV_FWD_ALGO", algo), kernel_config(variable, config):
                 ms = triton.testing.do_bench(
                     lambda: conv_silu_forward(x, ws[0], bs[0], ws[1], bs[1]), return_mode="median")
-            lines.append(f"L={length} conv fwd config {config}: {ms:.4f} ms (floor ~{floor:.4f} ms)")
+            lines.append(f"L={length} conv fwd {algo} {config}: {ms:.4f} ms "
+                         f"(floor ~{floor:.4f} ms)")
             print(lines[-1], flush=True)
     return lines
 

@@ -183,6 +183,24 @@ def test_many_programs_along_both_axes(monkeypatch, x_layout):
                             dy_layouts=("transposed", "contiguous"))
 
 
+# The sliding-window forward (channels-fastest x): small blocks, so that a sequence spans several
+# chunks and the channels a partial block; every kernel width
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+@pytest.mark.parametrize("length", [1, 7, 70])
+def test_sliding_forward_matches_grouped_conv(monkeypatch, length, width):
+    monkeypatch.setenv("VIDEOMAMBA_CONV_FWD_ALGO", "slide")
+    monkeypatch.setenv("VIDEOMAMBA_CONV_SLIDE_CONFIG", "8,8,4,1")
+    check_against_reference(2, 11, length, width, torch.float32, x_layout="transposed",
+                            bias=width != 2)
+
+
+@pytest.mark.parametrize("length", [7, 70])
+def test_tiled_forward_on_channels_fastest_x(monkeypatch, length):
+    """The tiles (the forward for contiguous x) also on the mixer's layout, when asked for."""
+    monkeypatch.setenv("VIDEOMAMBA_CONV_FWD_ALGO", "tile")
+    check_against_reference(2, 5, length, 4, torch.float32, x_layout="transposed")
+
+
 def test_default_config_over_several_programs_along_length():
     """The default tiles, with more positions than one program covers (partial sums reduced)."""
     check_against_reference(1, 3, 300, 4, torch.float32)
@@ -228,11 +246,13 @@ def grouped_errors(batch, channels, length, width, dtype, dy_layouts, seed=0):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
+@pytest.mark.parametrize("algo", ["tile", "slide"])
 @pytest.mark.parametrize("dy_layouts", [("contiguous", "contiguous"),
                                         ("transposed", "contiguous")])
-def test_gpu_real_size_bf16(dy_layouts):
+def test_gpu_real_size_bf16(dy_layouts, algo, monkeypatch):
     """VideoMamba-S at 8 frames: B=8, D=768, L=1569, bf16, transposed x; every gradient within
     1.5x of the grouped bf16 path's own error (float64 reference)."""
+    monkeypatch.setenv("VIDEOMAMBA_CONV_FWD_ALGO", algo)
     ours = check_against_reference(8, 768, 1569, 4, torch.bfloat16, dy_layouts=dy_layouts)
     theirs = grouped_errors(8, 768, 1569, 4, torch.bfloat16, dy_layouts)
     print("relative errors, kernel:", ours, "grouped bf16:", theirs)
@@ -242,8 +262,11 @@ def test_gpu_real_size_bf16(dy_layouts):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not ON_GPU, reason="needs CUDA")
-def test_gpu_real_size_fp32():
+@pytest.mark.parametrize("algo", ["tile", "slide"])
+def test_gpu_real_size_fp32(algo, monkeypatch):
+    monkeypatch.setenv("VIDEOMAMBA_CONV_FWD_ALGO", algo)
     check_against_reference(8, 768, 1569, 4, torch.float32)
+    check_against_reference(3, 100, 1000, 3, torch.float32, bias=False)
 
 
 @pytest.mark.gpu

@@ -527,8 +527,13 @@ def sliding_forward(x: Tensor) -> bool:
     """Whether the forward walks positions with a sliding window (``_bi_conv_silu_slide_kernel``)
     instead of tiles: for channels-fastest ``x`` (the mixer's), unless
     ``VIDEOMAMBA_CONV_FWD_ALGO=tile``. Run 71 (H200, B=8, D=768, K=4, bf16): 0.028 / 0.083 /
-    0.155 ms at L = 1569 / 6273 / 12545 against the tiles' 0.038 / 0.125 / 0.242."""
-    return _d_major(x) and os.environ.get("VIDEOMAMBA_CONV_FWD_ALGO", "auto") != "tile"
+    0.155 ms at L = 1569 / 6273 / 12545 against the tiles' 0.038 / 0.125 / 0.242. The CPU
+    interpreter takes the tiles unless ``slide`` is set (one step at a time costs it far more
+    Python calls; the sliding kernel's own tests set it)."""
+    algo = os.environ.get("VIDEOMAMBA_CONV_FWD_ALGO", "auto")
+    if interpreting() and algo != "slide":
+        return False
+    return _d_major(x) and algo != "tile"
 
 
 def slide_config() -> tuple[int, int, int, int]:

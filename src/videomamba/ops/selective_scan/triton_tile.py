@@ -5,6 +5,8 @@ walks in tiles of ``T`` steps. A tile is ``(BLOCK_D, N, T)`` with the ``T`` step
 with ``BLOCK_D = 32`` one thread holds a channel's ``N`` states; with ``BLOCK_D < 32``
 (``SPLIT_N``, the default 8) one warp holds the block, ``32 / BLOCK_D`` lanes sharing a channel's
 states (4 states per thread at N=16), which gives 4x the warps for a 2-level shuffle in ``<h, C>``.
+The pair kernel's 8-channel, 8-step tiles at N=16 use the ``PAIRS`` layout instead (2 channels x 2
+states per thread, 8 state lanes, the output reduce-scattered: :func:`pairs_layout`).
 Per tile every input is loaded at once (``T`` steps of u, delta, z, B, C), the exponentials and
 ``B x`` are computed for the whole tile, and the recurrence over ``T`` is an
 ``associative_scan`` along the in-register axis (no shuffles; the carried state enters through

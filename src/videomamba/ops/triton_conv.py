@@ -129,6 +129,7 @@ def _bi_conv_silu_slide_kernel(
     ``BLOCK_C`` channels, ``P`` positions per iteration, keeping the last ``K - 1`` inputs in
     registers, so each input is read once (plus ``K - 1`` at the chunk's start) where a tile
     reads it ``2K`` times; each step's loads and stores are contiguous across the channels."""
+    tl.static_assert(K <= 4 and P <= 8, "the window holds 4 inputs and an iteration 8 positions")
     pid_l, pid_c, pid_b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     offs_c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < channels

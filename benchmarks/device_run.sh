@@ -105,6 +105,16 @@ graphed_inference() {  # SECONDS LABEL OUT_JSON MODEL_ARGS...: CUDA-graph infere
   echo "$label: $(grep -v '^    ' "$OUT/infer.log" | grep -E '^inference_graph' | tr '\n' ' ')"
 }
 
+graphed_abab() {  # VARIABLE LABEL SECONDS OUT_PREFIX FRAMES VALUE...: graphed inference of
+  # ours, two rounds over the values of one kernel variable (same tree, same machine), each
+  # result to OUT_PREFIX<value>_<round>.json
+  local var=$1 label=$2 limit=$3 prefix=$4 frames=$5; shift 5
+  for i in 1 2; do for v in "$@"; do
+    ( export "$var=$v"; graphed_inference "$limit" "$label=$v $i" "${prefix}${v}_$i.json" \
+        --models ours --frames "$frames" )
+  done; done
+}
+
 compiled_training_and_scan_tables() {  # our compiled training at 8 and 16 frames, then the scan
   # tables beside the official kernel (when built), ours in the model's layout and contiguous
   timeout 240 python3 benchmarks/model.py --models ours_compiled_ro --frames "" --train-frames 8,16 \
@@ -229,10 +239,7 @@ run59)  # session 8, lease 3: the pair forward summing and gating in its own lau
   grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "at $(elapsed)s"
   for g in 1 0; do VIDEOMAMBA_FWD_PAIR_GATE=$g pair_probe "gate=$g" "$OUT/pair_gate$g"; done
   echo "at $(elapsed)s"
-  for i in 1 2; do for g in 1 0; do
-    VIDEOMAMBA_FWD_PAIR_GATE=$g graphed_inference 70 "gate=$g $i" "$OUT/infer_gate${g}_$i.json" \
-        --models ours --frames 8,64
-  done; done
+  graphed_abab VIDEOMAMBA_FWD_PAIR_GATE gate 70 "$OUT/infer_gate" 8,64 1 0
   echo "done at $(elapsed)s"
   ;;
 run60)  # after run59, same machine: Nsight Compute on the pair forward (one launch of one mixer
@@ -252,10 +259,7 @@ run61)  # session 8, lease 4: B and C moved to the forward's arithmetic layout a
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
   for b in 1 0; do VIDEOMAMBA_BC_BITS=$b pair_probe "bits=$b" "$OUT/pair_bits$b"; done
   echo "at $(elapsed)s"
-  for i in 1 2; do for b in 1 0; do
-    VIDEOMAMBA_BC_BITS=$b graphed_inference 70 "bits=$b $i" "$OUT/infer_bits${b}_$i.json" \
-        --models ours --frames 8,64
-  done; done
+  graphed_abab VIDEOMAMBA_BC_BITS bits 70 "$OUT/infer_bits" 8,64 1 0
   echo "done at $(elapsed)s"
   ;;
 run66)  # session 9: the pair forward with B and C as float32 (a copy of x_proj's B/C columns)
@@ -273,10 +277,7 @@ print('mm out_dtype:', torch.mm(a, a.t(), out_dtype=torch.float32).dtype)" 2>&1 
       --pair "8,8;8,8/f32;8,8/f32pre;8,16;8,16/f32" --pair-batches 8,16 \
       --out "$OUT/pair_f32.json" > "$OUT/pair_f32.log" 2>&1
   grep "pair B=" "$OUT/pair_f32.log"; rm -f "$OUT/pair_f32.log"; echo "at $(elapsed)s"
-  for i in 1 2; do for b in 1 0; do
-    VIDEOMAMBA_FWD_FLOAT_BC=$b graphed_inference 80 "float_bc=$b $i" "$OUT/infer_fbc${b}_$i.json" \
-        --models ours --frames 8,32,64
-  done; done
+  graphed_abab VIDEOMAMBA_FWD_FLOAT_BC float_bc 80 "$OUT/infer_fbc" 8,32,64 1 0
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run67)  # session 9: the pair forward computing tile k + 1's decays in iteration k
@@ -290,10 +291,7 @@ run67)  # session 9: the pair forward computing tile k + 1's decays in iteration
   done; echo "at $(elapsed)s"
   for p in 0 1 2; do VIDEOMAMBA_FWD_PIPE=$p pair_probe "pipe=$p" "$OUT/pair_pipe$p"; rm -f "$OUT/pair_pipe$p.log"; done
   echo "at $(elapsed)s"
-  for i in 1 2; do for p in 1 2 0; do
-    VIDEOMAMBA_FWD_PIPE=$p graphed_inference 70 "pipe=$p $i" "/tmp/infer_pipe${p}_$i.json" \
-        --models ours --frames 8,32
-  done; done
+  graphed_abab VIDEOMAMBA_FWD_PIPE pipe 70 /tmp/infer_pipe 8,32 1 2 0
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run68)  # session 9: the pair forward in the PAIRS layout (2 channels x 2 states per thread on
@@ -309,10 +307,7 @@ run68)  # session 9: the pair forward in the PAIRS layout (2 channels x 2 states
         --check-lengths 0 --pair "8,8" --pair-batches 8 --out "$OUT/pair_pairs$p.json" > /tmp/pair$p.log 2>&1
     grep "pair B=" /tmp/pair$p.log | sed "s/^/pairs=$p /"; done
   echo "at $(elapsed)s"
-  for i in 1 2; do for p in 1 0; do
-    VIDEOMAMBA_FWD_PAIRS=$p graphed_inference 80 "pairs=$p $i" "/tmp/infer_pairs${p}_$i.json" \
-        --models ours --frames 8,32,64
-  done; done
+  graphed_abab VIDEOMAMBA_FWD_PAIRS pairs 80 /tmp/infer_pairs 8,32,64 1 0
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run69)  # session 9, final lease, call 1: the official stack's build in the background (for
@@ -344,10 +339,7 @@ run71)  # session 9: the conv + SiLU forward as a sliding window over positions
   grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5; echo "at $(elapsed)s"
   timeout 200 python3 benchmarks/model.py --conv-fwd-sweep > "$OUT/conv_sweep.log" 2>&1
   grep -E "default|slide" "$OUT/conv_sweep.log"; echo "at $(elapsed)s"
-  for i in 1 2; do for a in slide tile; do
-    VIDEOMAMBA_CONV_FWD_ALGO=$a graphed_inference 70 "conv=$a $i" "/tmp/infer_conv${a}_$i.json" \
-        --models ours --frames 8,32,64
-  done; done
+  graphed_abab VIDEOMAMBA_CONV_FWD_ALGO conv 70 /tmp/infer_conv 8,32,64 slide tile
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree
@@ -400,10 +392,7 @@ run53)  # session 7: both directions' forwards in one launch (8-step tiles) and 
     VIDEOMAMBA_FWD_PAIR=$p timeout 60 python3 benchmarks/mixer.py --lengths 1569,6273,12545 \
         --out "$OUT/mixer_fwdpair${p}_$i.json" 2>&1 | grep "^| [0-9]" | sed "s/^/fwd_pair=$p $i /"; done; done
   echo "at $(elapsed)s"
-  for i in 1 2; do for p in 1 0; do
-    VIDEOMAMBA_FWD_PAIR=$p graphed_inference 70 "fwd_pair=$p $i" "$OUT/infer_fwdpair${p}_$i.json" \
-        --models ours --frames 8,64
-  done; done
+  graphed_abab VIDEOMAMBA_FWD_PAIR fwd_pair 70 "$OUT/infer_fwdpair" 8,64 1 0
   echo "at $(elapsed)s"
   for p in 1 0; do
     VIDEOMAMBA_FWD_PAIR=$p timeout 100 python3 benchmarks/model.py --models ours_compiled_ro --frames "" \

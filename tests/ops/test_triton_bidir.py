@@ -162,36 +162,34 @@ def test_gpu_bidirectional_bf16_vector_loads(length, monkeypatch):
         assert err < 3e-2, f"{name}: relative error {err:.2e}"
 
 
+def spy_decisions(monkeypatch, name: str, modules) -> set:
+    """Record what the launchers' helper ``name`` (in each of ``modules``) returns."""
+    taken = set()
+
+    def recording(fn):
+        def wrapper(*args):
+            result = fn(*args)
+            taken.add(result)
+            return result
+        return wrapper
+
+    for module in modules:
+        monkeypatch.setattr(module, name, recording(getattr(module, name)))
+    return taken
+
+
 def spy_alignments(monkeypatch) -> set[int]:
     """Record what the launchers' B/C alignment checks return."""
     from videomamba.ops.selective_scan import triton_tile, triton_tile_bwd
 
-    taken: set[int] = set()
-
-    def recording(fn):
-        def wrapper(*args):
-            taken.add(fn(*args))
-            return fn(*args)
-        return wrapper
-
-    for module in (triton_tile, triton_tile_bwd):
-        monkeypatch.setattr(module, "bc_alignment", recording(module.bc_alignment))
-    return taken
+    return spy_decisions(monkeypatch, "bc_alignment", (triton_tile, triton_tile_bwd))
 
 
 def spy_pairs(monkeypatch) -> set:
     """The ``pairs_layout`` decisions of the pair-forward launches that follow."""
     from videomamba.ops.selective_scan import triton_tile
 
-    taken = set()
-    real = triton_tile.pairs_layout
-
-    def spy(*args):
-        taken.add(real(*args))
-        return real(*args)
-
-    monkeypatch.setattr(triton_tile, "pairs_layout", spy)
-    return taken
+    return spy_decisions(monkeypatch, "pairs_layout", (triton_tile,))
 
 
 def check_bidirectional(length, channels, d_state, dt_rank, channels_last=False):

@@ -82,6 +82,8 @@
 #                                         # every GPU test;
 #   bash benchmarks/device_run.sh run70   # then ours / official / ViT-S side by side
 #   bash benchmarks/device_run.sh run71   # session 9: the conv forward as a sliding window
+#   bash benchmarks/device_run.sh run72   # session 10: the pair forward gating and summing its
+#                                         # directions by atomic adds vs gate_sum; profile
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
 #                                         # direction (same tree, ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
@@ -340,6 +342,33 @@ run71)  # session 9: the conv + SiLU forward as a sliding window over positions
   timeout 200 python3 benchmarks/model.py --conv-fwd-sweep > "$OUT/conv_sweep.log" 2>&1
   grep -E "default|slide" "$OUT/conv_sweep.log"; echo "at $(elapsed)s"
   graphed_abab VIDEOMAMBA_CONV_FWD_ALGO conv 70 /tmp/infer_conv 8,32,64 slide tile
+  rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run72)  # session 10: the pair forward adding each direction's gated output atomically into a
+        # zeroed y (VIDEOMAMBA_FWD_GATE 1) against gate_sum after the launch (0), same tree: GPU
+        # tests of the bidirectional path, the pair probe at batch 8, graphed inference ABAB,
+        # then where a graphed 8-frame step spends its GPU time now
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 200 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5; echo "at $(elapsed)s"
+  for g in 1 0; do
+    VIDEOMAMBA_FWD_GATE=$g timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
+        --check-lengths 0 --pair "8,8" --pair-batches 8 --out "$OUT/pair_gate$g.json" > /tmp/pair$g.log 2>&1
+    grep "pair B=" /tmp/pair$g.log | sed "s/^/gate=$g /"; done
+  echo "at $(elapsed)s"
+  graphed_abab VIDEOMAMBA_FWD_GATE gate 70 /tmp/infer_gate 8,32,64 1 0
+  echo "at $(elapsed)s"
+  timeout 120 python3 benchmarks/model.py --models ours --frames 8 --train-frames "" --profile \
+      --out "$OUT/profile.json" > "$OUT/profile.log" 2>&1; tail -2 "$OUT/profile.log"
+  python3 - "$OUT/profile.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]["ours"]["inference"]
+for frames, v in r.items():
+    print(frames, "frames: gpu ms/step", round(v["gpu_ms_per_step"], 3))
+    for k in v["top_kernels"]:
+        print("   %7.3f ms %5.0f calls  %s" % (k["ms_per_step"], k["calls_per_step"], k["kernel"][:70]))
+PY
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree

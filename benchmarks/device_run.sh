@@ -84,6 +84,8 @@
 #   bash benchmarks/device_run.sh run71   # session 9: the conv forward as a sliding window
 #   bash benchmarks/device_run.sh run72   # session 10: the pair forward gating and summing its
 #                                         # directions by atomic adds vs gate_sum; profile
+#   bash benchmarks/device_run.sh run73   # session 10: the PAIRS forward loading B and C per
+#                                         # lane as 16-bit values vs through shared memory
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
 #                                         # direction (same tree, ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
@@ -369,6 +371,22 @@ for frames, v in r.items():
     for k in v["top_kernels"]:
         print("   %7.3f ms %5.0f calls  %s" % (k["ms_per_step"], k["calls_per_step"], k["kernel"][:70]))
 PY
+  rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run73)  # session 10: the PAIRS pair forward loading B and C as each lane needs them (16-bit
+        # loads, C at a fixed offset from B, clamped positions instead of masks;
+        # VIDEOMAMBA_FWD_BC_LANES 1) against the shared-memory broadcast (0), same tree: GPU
+        # tests of the bidirectional path, the pair probe at batch 8, graphed inference ABAB
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 200 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5; echo "at $(elapsed)s"
+  for v in 1 0; do
+    VIDEOMAMBA_FWD_BC_LANES=$v timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
+        --check-lengths 0 --pair "8,8" --pair-batches 8 --out "$OUT/pair_lanes$v.json" > /tmp/pair$v.log 2>&1
+    grep "pair B=" /tmp/pair$v.log | sed "s/^/bc_lanes=$v /"; done
+  echo "at $(elapsed)s"
+  graphed_abab VIDEOMAMBA_FWD_BC_LANES bc_lanes 70 /tmp/infer_lanes 8,32,64 1 0
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree

@@ -191,14 +191,6 @@ def bc_alignment(*tensors: Tensor) -> int:
     return _vector_width(tensors, 2, tensors[0].shape[2])
 
 
-def y_alignment(y: Tensor, block_d: int) -> int:
-    """Vector width for the channels of a ``(B, D, L)`` output whose channels are contiguous
-    (:func:`_vector_width`, ``block_d`` channels a program): with 2 or more the pair forward's
-    atomic adds of 16-bit values go out in pairs (``bf16x2``) instead of compare-and-swap
-    loops."""
-    return _vector_width((y,), 1, block_d)
-
-
 def multiprocessors(without_gpu: int) -> int:
     """SMs of GPU 0, or ``without_gpu`` when none is visible (132 to compile for an H100/H200,
     a couple for the interpreter's persistent grids)."""

@@ -48,7 +48,6 @@ from videomamba.ops.selective_scan.triton_common import (
     a_layout,
     as_groups,
     bc_alignment,
-    y_alignment,
     block_for_groups,
     interpreting,
     multiprocessors,
@@ -124,17 +123,31 @@ def _state_sums_by_step(prod, SCATTER: tl.constexpr):
 @triton.jit
 def _fwd_tile_loads(tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base, d_base, u_base,
                     z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t, T: tl.constexpr,
-                    HAS_Z: tl.constexpr, rev, ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr):
+                    HAS_Z: tl.constexpr, rev, ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr,
+                    BC_LANES: tl.constexpr, C_OFFSET: tl.constexpr):
     """One tile's raw inputs ``(B, C, delta, u, z, y)`` (0 outside the sequence; the ones a
     variant does not use are stand-ins). B and C are loaded first: Triton propagates the layout
     of the last load first, and the arithmetic must take the channel loads' (or A's) layout."""
     t, _ = _tile_positions(tile, n_tiles, offs_t, T, rev)
     valid = (t >= 0) & (t < length)
     m = valid & mask_d
-    Bt = tl.load(B_base + t * sB_t, mask=valid & mask_n, other=0.0)
-    Ct = Bt
-    if not SUMMARY:
-        Ct = tl.load(C_base + t * sC_t, mask=valid & mask_n, other=0.0)
+    if BC_LANES:
+        # positions outside the sequence (past its end; below 0 in the reverse direction's
+        # prefetch after its last tile) read its last step, an unsigned minimum: their delta is
+        # 0, so B is multiplied by 0, and their outputs, C's only use, are not stored
+        t_in = tl.minimum(t.to(tl.uint32), tl.cast(length - 1, tl.uint32)).to(tl.int32)
+        B_at = B_base + t_in * sB_t
+        Bt = _lane_states(B_at, mask_d.shape[0])
+        if C_OFFSET != 0:  # C at a fixed distance from B (x_proj's columns): one address
+            Ct = _lane_states(B_at + C_OFFSET, mask_d.shape[0])
+        else:
+            Ct = _lane_states(C_base + t_in * sC_t, mask_d.shape[0])
+    else:
+        B_at, C_at, mask_bc = B_base + t * sB_t, C_base + t * sC_t, valid & mask_n
+        Bt = tl.load(B_at, mask=mask_bc, other=0.0)
+        Ct = Bt
+        if not SUMMARY:
+            Ct = tl.load(C_at, mask=mask_bc, other=0.0)
     dt = tl.load(d_base + t * sd_t, mask=m, other=0.0)
     u = tl.load(u_base + t * su_t, mask=m, other=0.0)
     zt = u
@@ -145,6 +158,18 @@ def _fwd_tile_loads(tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_bas
         if ACCUMULATE:
             acc = tl.load(y_base + t * sy_t, mask=m, other=0.0)
     return Bt, Ct, dt, u, zt, acc
+
+
+@triton.jit
+def _lane_states(at, BLOCK_D: tl.constexpr):
+    """B or C ``(1, N, T)`` at ``at`` loaded in the ``PAIRS`` arithmetic's layout and returned
+    as ``(BLOCK_D, N, T)``: one copy per lane, loaded at ``(BLOCK_D // 2, N, T)`` (the 4 channel
+    lanes read the same addresses) and repeated along channels in registers (the thread's second
+    channel), so that nothing goes through shared memory."""
+    half: tl.constexpr = (BLOCK_D // 2, at.shape[1], at.shape[2])
+    v = tl.load(tl.broadcast_to(at, half))
+    both = tl.permute(tl.join(v, v), (3, 0, 1, 2))  # (2, BLOCK_D // 2, N, T)
+    return tl.reshape(both, (BLOCK_D, at.shape[1], at.shape[2]))
 
 
 @triton.jit
@@ -160,15 +185,12 @@ def _fwd_body(
     ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr,
     SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
     BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr, PAIRS: tl.constexpr = False,
-    SCATTER: tl.constexpr = False, GATE_ADD: tl.constexpr = False, Y_ALIGN: tl.constexpr = 1,
+    SCATTER: tl.constexpr = False, BC_LANES: tl.constexpr = False, C_OFFSET: tl.constexpr = 0,
 ):
     """One program's (batch row ``pid_b``, channel block ``pid_d``, segment ``seg``) walk of one
-    direction (``rev`` 0/1). With ``GATE_ADD`` (``PAIRS`` only) the output is gated by
-    ``silu(z)`` and added atomically into a zeroed ``y`` that both directions share."""
+    direction (``rev`` 0/1)."""
     tl.static_assert(not PAIRS or (N == 16 and T == 8 and not (ACCUMULATE or HAS_Z)),
-                     "PAIRS: 16 states, 8-step tiles, no accumulation or in-order gate")
-    tl.static_assert(PAIRS or not GATE_ADD, "GATE_ADD needs the PAIRS layout")
-    sy_b, sy_t = _aligned(sy_b, Y_ALIGN), _aligned(sy_t, Y_ALIGN)
+                     "PAIRS: 16 states, 8-step tiles, an ungated output of its own")
     sB_b, sB_g, sB_t = _aligned(sB_b, BC_ALIGN), _aligned(sB_g, BC_ALIGN), _aligned(sB_t, BC_ALIGN)
     sC_b, sC_g, sC_t = _aligned(sC_b, BC_ALIGN), _aligned(sC_g, BC_ALIGN), _aligned(sC_t, BC_ALIGN)
     offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)[:, None, None]  # (BLOCK_D, 1, 1)
@@ -217,12 +239,12 @@ def _fwd_body(
     # software pipelining: the loads of tile k + 1 are issued before the arithmetic of tile k
     nxt = _fwd_tile_loads(first_tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base,
                           d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t,
-                          T, HAS_Z, rev, ACCUMULATE, SUMMARY)
+                          T, HAS_Z, rev, ACCUMULATE, SUMMARY, BC_LANES, C_OFFSET)
     for tile in range(first_tile, first_tile + tiles_per_seg):
         Bt, Ct, dt, u, zt, acc = nxt
         nxt = _fwd_tile_loads(tile + 1, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base,
                               d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t,
-                              T, HAS_Z, rev, ACCUMULATE, SUMMARY)
+                              T, HAS_Z, rev, ACCUMULATE, SUMMARY, BC_LANES, C_OFFSET)
         t, boundary = _tile_positions(tile, n_tiles, offs_t, T, rev)
         m = (t >= 0) & (t < length) & mask_d  # (BLOCK_D, 1, T)
         Bt, Ct, dt, u = Bt.to(tl.float32), Ct.to(tl.float32), dt.to(tl.float32), u.to(tl.float32)
@@ -249,13 +271,7 @@ def _fwd_body(
                 m_s = (t_s >= 0) & (t_s < length) & mask_d
                 if HAS_D:
                     out += Dv * tl.load(u_base + t_s * su_t, mask=m_s, other=0.0).to(tl.float32)
-                if GATE_ADD:  # 0 + a is exact and a + b commutes: the same sum in any order
-                    zs = tl.load(z_base + t_s * sz_t, mask=m_s, other=0.0).to(tl.float32)
-                    tl.atomic_add(y_base + t_s * sy_t,
-                                  (out * zs * _sigmoid(zs)).to(y_ptr.dtype.element_ty),
-                                  mask=m_s, sem="relaxed")
-                else:
-                    tl.store(y_base + t_s * sy_t, out.to(y_ptr.dtype.element_ty), mask=m_s)
+                tl.store(y_base + t_s * sy_t, out.to(y_ptr.dtype.element_ty), mask=m_s)
             else:
                 out = tl.sum(hs * Ct, axis=1, keep_dims=True)  # (BLOCK_D, 1, T)
                 if HAS_D:
@@ -320,33 +336,32 @@ def _tile_fwd(
 def _tile_fwd_pair(
     u_f, delta_f, A_f, B_f, C_f, D_f, bias_f, y_f, last_f, ck_f,
     u_b, delta_b, A_b, B_b, C_b, D_b, bias_b, y_b, last_b, ck_b,
-    z_ptr, a2_ptr,
+    a2_ptr,
     length, channels, chans_per_group, n_state, n_tiles, ck_steps, n_ck,
-    su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sy_b, sy_d, sy_t,
+    su_b, su_d, su_t, sd_b, sd_d, sd_t, sy_b, sy_d, sy_t,
     sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
     N: tl.constexpr, BLOCK_D: tl.constexpr, T: tl.constexpr,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
     BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr, PAIRS: tl.constexpr, SCATTER: tl.constexpr,
-    GATE_ADD: tl.constexpr, Y_ALIGN: tl.constexpr,
+    BC_LANES: tl.constexpr, C_OFFSET: tl.constexpr,
 ):
-    """Both directions of a bidirectional block in one launch, grid (batch, channel blocks, 2),
-    one segment per program: each writes its ungated output to its own ``y`` (:func:`gate_sum`
-    adds and gates), or with ``GATE_ADD`` adds its gated output into ``y_f`` (zeroed; ``y_b``
-    is ``y_f``)."""
+    """Both directions of a bidirectional block in one launch, grid (batch, channel blocks, 2):
+    each writes its ungated output to its own ``y`` (:func:`gate_sum` adds and gates), one
+    segment per program."""
     rev = tl.program_id(2)
     r = rev == 1
     _fwd_body(
         tl.program_id(0), tl.program_id(1), 0, rev,
         tl.where(r, u_b, u_f), tl.where(r, delta_b, delta_f), tl.where(r, A_b, A_f),
-        tl.where(r, B_b, B_f), tl.where(r, C_b, C_f), tl.where(r, D_b, D_f), z_ptr,
+        tl.where(r, B_b, B_f), tl.where(r, C_b, C_f), tl.where(r, D_b, D_f), u_f,
         tl.where(r, bias_b, bias_f), tl.where(r, y_b, y_f), tl.where(r, last_b, last_f),
         tl.where(r, ck_b, ck_f), a2_ptr, a2_ptr, a2_ptr + rev * (channels * N),
         length, channels, chans_per_group, n_state, n_tiles, n_tiles, 1, ck_steps, n_ck,
-        su_b, su_d, su_t, sd_b, sd_d, sd_t, sz_b, sz_d, sz_t, sy_b, sy_d, sy_t,
+        su_b, su_d, su_t, sd_b, sd_d, sd_t, su_b, su_d, su_t, sy_b, sy_d, sy_t,
         sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
         N, BLOCK_D, T, HAS_D, False, HAS_BIAS, SOFTPLUS, False, False, SAVE_CK, SPLIT_N,
-        A_IS_LOG, BC_ALIGN, EVEN_N, PAIRS, SCATTER, GATE_ADD, Y_ALIGN)
+        A_IS_LOG, BC_ALIGN, EVEN_N, PAIRS, SCATTER, BC_LANES, C_OFFSET)
 
 
 @triton.jit
@@ -471,6 +486,27 @@ def pairs_layout(t: int, block_d: int, n_pow2: int) -> bool:
     return fits and mode in ("auto", "1")
 
 
+def lane_bc_loads(pairs: bool) -> bool:
+    """Whether the pair forward in the ``PAIRS`` layout loads B and C as each lane needs them
+    (16-bit values from global memory / L1, converted in registers) instead of broadcasting them
+    through shared memory (``VIDEOMAMBA_FWD_BC_LANES``: ``1``: yes; ``0``, the default: no).
+    Run 73, H200, batch 8: the two scans 1.776 against 1.762 ms at L=12545 (0.231 against 0.222
+    at 1569; 530 instructions per tile instead of 471), graphed inference 0.98-0.99x."""
+    return pairs and os.environ.get("VIDEOMAMBA_FWD_BC_LANES", "0") == "1"
+
+
+def c_offset(B4s: tuple[Tensor, ...], C4s: tuple[Tensor, ...]) -> int:
+    """Elements from B to C when every direction's C lies at the same fixed distance after its B
+    with B's strides (x_proj's output columns: ``d_state``), else 0."""
+    offsets = set()
+    for B4, C4 in zip(B4s, C4s):
+        gap, size = C4.data_ptr() - B4.data_ptr(), B4.element_size()
+        if C4.stride() != B4.stride() or C4.dtype != B4.dtype or gap <= 0 or gap % size:
+            return 0
+        offsets.add(gap // size)
+    return offsets.pop() if len(offsets) == 1 else 0
+
+
 def pair_forward_fits() -> bool:
     """Whether the mixer runs both directions' forwards in one launch (``VIDEOMAMBA_FWD_PAIR``:
     ``auto`` or ``1``: yes, ``0``: one launch per direction). One launch was faster at every
@@ -483,25 +519,13 @@ def pair_forward_fits() -> bool:
     return not interpreting()
 
 
-def gate_in_pair(pairs: bool) -> bool:
-    """Whether the pair forward gates its output and sums the two directions itself (``GATE_ADD``:
-    ``y`` zeroed, each direction adds ``silu(z) * scan`` atomically) instead of writing two
-    ungated outputs for :func:`gate_sum` (``VIDEOMAMBA_FWD_GATE``: ``1``: whenever the pair runs
-    in the ``PAIRS`` layout; ``0``, the default: never). Run 72, H200, batch 8: the two scans
-    2.011 against 1.760 ms at L=12545 (0.261 against 0.224 at 1569), graphed inference 874
-    against 968 clips/s at 8 frames."""
-    return pairs and os.environ.get("VIDEOMAMBA_FWD_GATE", "0") == "1"
-
-
 def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor,
                   ck_steps: int = 0, a_is_log: bool = True) -> tuple[Tensor, Tensor]:
     """Both directions of a bidirectional block in one launch: ``y = silu(z) * (scan_f +
     reverse_scan_b)`` written into ``y`` ``(B, D, L)`` (any strides), and each direction's
     states every ``ck_steps`` (as :func:`tile_fwd`'s ``ck``). ``f``/``b``: each direction's
-    ``(u, delta, A, B, C, D, delta_bias)`` with the same strides. In the ``PAIRS`` layout both
-    directions add their gated outputs into ``y`` (:func:`gate_in_pair`); otherwise the reverse
-    direction writes its ungated output to a buffer in ``y``'s layout that :func:`gate_sum`
-    adds."""
+    ``(u, delta, A, B, C, D, delta_bias)`` with the same strides. The reverse direction writes
+    its ungated output to a buffer in ``y``'s layout that :func:`gate_sum` adds."""
     u, delta, A, _, _, D, delta_bias = f
     batch, channels, length = u.shape
     n_state = A.shape[1]
@@ -513,13 +537,8 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
         raise ValueError(f"checkpoint interval {ck_steps} is not a multiple of the tile length {t}")
     n_pow2 = max(triton.next_power_of_2(n_state), 2)
     n_ck = (length - 1) // ck_steps if ck_steps else 0
-    pairs = pairs_layout(t, block_d, n_pow2)
-    gate_add = gate_in_pair(pairs)
     f32 = dict(device=u.device, dtype=torch.float32)
-    if gate_add:
-        y_b = y.zero_()
-    else:
-        y_b = torch.empty_strided(y.shape, y.stride(), dtype=y.dtype, device=y.device)
+    y_b = torch.empty_strided(y.shape, y.stride(), dtype=y.dtype, device=y.device)
     per_dir = []
     for (u_, delta_, A_, _, _, D_, bias_), B4, C4, out in zip((f, b), B4s, C4s, (y, y_b)):
         At, sA_d, sA_n = a_layout(A_)
@@ -528,20 +547,20 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
                         torch.empty(batch, channels, n_state, **f32),
                         torch.empty(batch, n_ck, channels, n_pow2, **f32)))
     a2 = torch.empty(2, channels, n_pow2, **f32)
-    args = (*per_dir[0], *per_dir[1], z, a2, length, channels, chans_per_group, n_state,
+    bc_lanes = length > 0 and lane_bc_loads(pairs_layout(t, block_d, n_pow2))
+    args = (*per_dir[0], *per_dir[1], a2, length, channels, chans_per_group, n_state,
             triton.cdiv(max(length, 1), t), max(ck_steps, 1), n_ck,
-            *u.stride(), *delta.stride(), *z.stride(), *y.stride(), *B4s[0].stride(),
-            *C4s[0].stride(), sA_d, sA_n)
+            *u.stride(), *delta.stride(), *y.stride(), *B4s[0].stride(), *C4s[0].stride(),
+            sA_d, sA_n)
     _tile_fwd_pair[(batch, triton.cdiv(channels, block_d), 2)](
         *args, N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None,
         HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), SAVE_CK=n_ck > 0,
         SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log), BC_ALIGN=bc_alignment(*B4s, *C4s),
         EVEN_N=n_pow2 == n_state, num_warps=max(block_d // 32, 1),
-        PAIRS=pairs, SCATTER=not interpreting(), GATE_ADD=gate_add,
-        Y_ALIGN=y_alignment(y, block_d) if gate_add else 1,
+        PAIRS=pairs_layout(t, block_d, n_pow2), SCATTER=not interpreting(),
+        BC_LANES=bc_lanes, C_OFFSET=c_offset(B4s, C4s) if bc_lanes else 0,
         **({"maxnreg": maxnreg} if maxnreg else {}))
-    if not gate_add:
-        gate_sum(y, y_b, z)
+    gate_sum(y, y_b, z)
     return per_dir[0][9], per_dir[1][9]
 
 

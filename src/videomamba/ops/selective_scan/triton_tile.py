@@ -123,31 +123,17 @@ def _state_sums_by_step(prod, SCATTER: tl.constexpr):
 @triton.jit
 def _fwd_tile_loads(tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base, d_base, u_base,
                     z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t, T: tl.constexpr,
-                    HAS_Z: tl.constexpr, rev, ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr,
-                    BC_LANES: tl.constexpr, C_OFFSET: tl.constexpr):
+                    HAS_Z: tl.constexpr, rev, ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr):
     """One tile's raw inputs ``(B, C, delta, u, z, y)`` (0 outside the sequence; the ones a
     variant does not use are stand-ins). B and C are loaded first: Triton propagates the layout
     of the last load first, and the arithmetic must take the channel loads' (or A's) layout."""
     t, _ = _tile_positions(tile, n_tiles, offs_t, T, rev)
     valid = (t >= 0) & (t < length)
     m = valid & mask_d
-    if BC_LANES:
-        # positions outside the sequence (past its end; below 0 in the reverse direction's
-        # prefetch after its last tile) read its last step, an unsigned minimum: their delta is
-        # 0, so B is multiplied by 0, and their outputs, C's only use, are not stored
-        t_in = tl.minimum(t.to(tl.uint32), tl.cast(length - 1, tl.uint32)).to(tl.int32)
-        B_at = B_base + t_in * sB_t
-        Bt = _lane_states(B_at, mask_d.shape[0])
-        if C_OFFSET != 0:  # C at a fixed distance from B (x_proj's columns): one address
-            Ct = _lane_states(B_at + C_OFFSET, mask_d.shape[0])
-        else:
-            Ct = _lane_states(C_base + t_in * sC_t, mask_d.shape[0])
-    else:
-        B_at, C_at, mask_bc = B_base + t * sB_t, C_base + t * sC_t, valid & mask_n
-        Bt = tl.load(B_at, mask=mask_bc, other=0.0)
-        Ct = Bt
-        if not SUMMARY:
-            Ct = tl.load(C_at, mask=mask_bc, other=0.0)
+    Bt = tl.load(B_base + t * sB_t, mask=valid & mask_n, other=0.0)
+    Ct = Bt
+    if not SUMMARY:
+        Ct = tl.load(C_base + t * sC_t, mask=valid & mask_n, other=0.0)
     dt = tl.load(d_base + t * sd_t, mask=m, other=0.0)
     u = tl.load(u_base + t * su_t, mask=m, other=0.0)
     zt = u
@@ -158,18 +144,6 @@ def _fwd_tile_loads(tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_bas
         if ACCUMULATE:
             acc = tl.load(y_base + t * sy_t, mask=m, other=0.0)
     return Bt, Ct, dt, u, zt, acc
-
-
-@triton.jit
-def _lane_states(at, BLOCK_D: tl.constexpr):
-    """B or C ``(1, N, T)`` at ``at`` loaded in the ``PAIRS`` arithmetic's layout and returned
-    as ``(BLOCK_D, N, T)``: one copy per lane, loaded at ``(BLOCK_D // 2, N, T)`` (the 4 channel
-    lanes read the same addresses) and repeated along channels in registers (the thread's second
-    channel), so that nothing goes through shared memory."""
-    half: tl.constexpr = (BLOCK_D // 2, at.shape[1], at.shape[2])
-    v = tl.load(tl.broadcast_to(at, half))
-    both = tl.permute(tl.join(v, v), (3, 0, 1, 2))  # (2, BLOCK_D // 2, N, T)
-    return tl.reshape(both, (BLOCK_D, at.shape[1], at.shape[2]))
 
 
 @triton.jit
@@ -185,7 +159,7 @@ def _fwd_body(
     ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr,
     SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
     BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr, PAIRS: tl.constexpr = False,
-    SCATTER: tl.constexpr = False, BC_LANES: tl.constexpr = False, C_OFFSET: tl.constexpr = 0,
+    SCATTER: tl.constexpr = False,
 ):
     """One program's (batch row ``pid_b``, channel block ``pid_d``, segment ``seg``) walk of one
     direction (``rev`` 0/1)."""
@@ -239,12 +213,12 @@ def _fwd_body(
     # software pipelining: the loads of tile k + 1 are issued before the arithmetic of tile k
     nxt = _fwd_tile_loads(first_tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base,
                           d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t,
-                          T, HAS_Z, rev, ACCUMULATE, SUMMARY, BC_LANES, C_OFFSET)
+                          T, HAS_Z, rev, ACCUMULATE, SUMMARY)
     for tile in range(first_tile, first_tile + tiles_per_seg):
         Bt, Ct, dt, u, zt, acc = nxt
         nxt = _fwd_tile_loads(tile + 1, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base,
                               d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t,
-                              T, HAS_Z, rev, ACCUMULATE, SUMMARY, BC_LANES, C_OFFSET)
+                              T, HAS_Z, rev, ACCUMULATE, SUMMARY)
         t, boundary = _tile_positions(tile, n_tiles, offs_t, T, rev)
         m = (t >= 0) & (t < length) & mask_d  # (BLOCK_D, 1, T)
         Bt, Ct, dt, u = Bt.to(tl.float32), Ct.to(tl.float32), dt.to(tl.float32), u.to(tl.float32)
@@ -344,7 +318,6 @@ def _tile_fwd_pair(
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
     BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr, PAIRS: tl.constexpr, SCATTER: tl.constexpr,
-    BC_LANES: tl.constexpr, C_OFFSET: tl.constexpr,
 ):
     """Both directions of a bidirectional block in one launch, grid (batch, channel blocks, 2):
     each writes its ungated output to its own ``y`` (:func:`gate_sum` adds and gates), one
@@ -361,7 +334,7 @@ def _tile_fwd_pair(
         su_b, su_d, su_t, sd_b, sd_d, sd_t, su_b, su_d, su_t, sy_b, sy_d, sy_t,
         sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
         N, BLOCK_D, T, HAS_D, False, HAS_BIAS, SOFTPLUS, False, False, SAVE_CK, SPLIT_N,
-        A_IS_LOG, BC_ALIGN, EVEN_N, PAIRS, SCATTER, BC_LANES, C_OFFSET)
+        A_IS_LOG, BC_ALIGN, EVEN_N, PAIRS, SCATTER)
 
 
 @triton.jit
@@ -486,27 +459,6 @@ def pairs_layout(t: int, block_d: int, n_pow2: int) -> bool:
     return fits and mode in ("auto", "1")
 
 
-def lane_bc_loads(pairs: bool) -> bool:
-    """Whether the pair forward in the ``PAIRS`` layout loads B and C as each lane needs them
-    (16-bit values from global memory / L1, converted in registers) instead of broadcasting them
-    through shared memory (``VIDEOMAMBA_FWD_BC_LANES``: ``1``: yes; ``0``, the default: no).
-    Run 73, H200, batch 8: the two scans 1.776 against 1.762 ms at L=12545 (0.231 against 0.222
-    at 1569; 530 instructions per tile instead of 471), graphed inference 0.98-0.99x."""
-    return pairs and os.environ.get("VIDEOMAMBA_FWD_BC_LANES", "0") == "1"
-
-
-def c_offset(B4s: tuple[Tensor, ...], C4s: tuple[Tensor, ...]) -> int:
-    """Elements from B to C when every direction's C lies at the same fixed distance after its B
-    with B's strides (x_proj's output columns: ``d_state``), else 0."""
-    offsets = set()
-    for B4, C4 in zip(B4s, C4s):
-        gap, size = C4.data_ptr() - B4.data_ptr(), B4.element_size()
-        if C4.stride() != B4.stride() or C4.dtype != B4.dtype or gap <= 0 or gap % size:
-            return 0
-        offsets.add(gap // size)
-    return offsets.pop() if len(offsets) == 1 else 0
-
-
 def pair_forward_fits() -> bool:
     """Whether the mixer runs both directions' forwards in one launch (``VIDEOMAMBA_FWD_PAIR``:
     ``auto`` or ``1``: yes, ``0``: one launch per direction). One launch was faster at every
@@ -547,7 +499,6 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
                         torch.empty(batch, channels, n_state, **f32),
                         torch.empty(batch, n_ck, channels, n_pow2, **f32)))
     a2 = torch.empty(2, channels, n_pow2, **f32)
-    bc_lanes = length > 0 and lane_bc_loads(pairs_layout(t, block_d, n_pow2))
     args = (*per_dir[0], *per_dir[1], a2, length, channels, chans_per_group, n_state,
             triton.cdiv(max(length, 1), t), max(ck_steps, 1), n_ck,
             *u.stride(), *delta.stride(), *y.stride(), *B4s[0].stride(), *C4s[0].stride(),
@@ -558,7 +509,6 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
         SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log), BC_ALIGN=bc_alignment(*B4s, *C4s),
         EVEN_N=n_pow2 == n_state, num_warps=max(block_d // 32, 1),
         PAIRS=pairs_layout(t, block_d, n_pow2), SCATTER=not interpreting(),
-        BC_LANES=bc_lanes, C_OFFSET=c_offset(B4s, C4s) if bc_lanes else 0,
         **({"maxnreg": maxnreg} if maxnreg else {}))
     gate_sum(y, y_b, z)
     return per_dir[0][9], per_dir[1][9]

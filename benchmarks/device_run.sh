@@ -86,6 +86,8 @@
 #                                         # directions by atomic adds vs gate_sum; profile
 #   bash benchmarks/device_run.sh run73   # session 10: the PAIRS forward loading B and C per
 #                                         # lane as 16-bit values vs through shared memory
+#   bash benchmarks/device_run.sh run74   # session 10: convs + x_proj + dt_proj of both branches
+#                                         # in one kernel vs the conv kernel and four GEMMs
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
 #                                         # direction (same tree, ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
@@ -387,6 +389,19 @@ run73)  # session 10: the PAIRS pair forward loading B and C as each lane needs 
     grep "pair B=" /tmp/pair$v.log | sed "s/^/bc_lanes=$v /"; done
   echo "at $(elapsed)s"
   graphed_abab VIDEOMAMBA_FWD_BC_LANES bc_lanes 70 /tmp/infer_lanes 8,32,64 1 0
+  rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run74)  # session 10: both branches' convs + SiLU, x_proj and dt_proj in one kernel
+        # (VIDEOMAMBA_BRANCH_IN 1) against the conv kernel and four cuBLAS GEMMs (0), same
+        # tree: GPU tests of the kernel and the bidirectional path, the sweep, graphed ABAB
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 240 python3 -m pytest tests/ops/test_triton_branch_in.py tests/ops/test_triton_bidir.py \
+      -m gpu -q --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
+  tail -1 "$OUT/gpu_tests.log" | cut -c1-200; grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5
+  echo "at $(elapsed)s"
+  timeout 150 python3 benchmarks/model.py --branch-in-sweep > "$OUT/branch_in_sweep.log" 2>&1
+  grep -E "branch inputs" "$OUT/branch_in_sweep.log"; echo "at $(elapsed)s"
+  graphed_abab VIDEOMAMBA_BRANCH_IN branch_in 70 /tmp/infer_bi 8,32,64 1 0
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree

@@ -392,50 +392,6 @@ def conv_fwd_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
     return lines
 
 
-# the fused conv + projections kernel's (BLOCK_M, BLOCK_K, BLOCK_N, num_warps), default first
-BRANCH_IN_CONFIGS = ("default", "32,32,64,4", "32,32,64,8", "64,32,64,8", "64,64,64,8",
-                     "16,64,64,4", "32,64,64,4", "64,32,128,4")
-
-
-def branch_in_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
-    """Both branches' convs + SiLU, x_proj and dt_proj (VideoMamba-S: D=768, dt_rank 24, N=16;
-    the mixer's layout, bf16): the fused kernel (``ops/triton_branch_in.py``) for each of
-    ``BRANCH_IN_CONFIGS`` against the conv kernel followed by the four cuBLAS GEMMs; median of
-    ``triton.testing.do_bench``, and the fused kernel's traffic floor (read x, write both
-    branches' u and delta and x_dbl) at 3 TB/s."""
-    import triton.testing
-
-    from videomamba.ops.selective_scan.triton_bidir import BranchWeights, _branches
-
-    lines = []
-    for length in lengths:
-        x, ws, bs = conv_inputs(length)
-        xz = torch.randn(BATCH, length, 1536, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
-
-        def weights(i):
-            return BranchWeights(ws[i], bs[i], torch.randn(56, 768, device="cuda") * 0.05,
-                                 torch.randn(768, 24, device="cuda") * 0.1,
-                                 torch.randn(768, device="cuda"), torch.zeros(768, 16,
-                                                                               device="cuda"),
-                                 torch.ones(768, device="cuda"))
-
-        fw, bw = weights(0), weights(1)
-        floor = (5 * x.numel() + 2 * BATCH * length * 56) * 2 / 3.0e12 * 1e3
-        for algo, config in [("0", "default")] + [("1", c) for c in BRANCH_IN_CONFIGS]:
-            with kernel_config("VIDEOMAMBA_BRANCH_IN", algo), \
-                    kernel_config("VIDEOMAMBA_BRANCH_IN_CONFIG", config):
-                try:
-                    ms = triton.testing.do_bench(lambda: _branches(xz, fw, bw, 16, 24),
-                                                 return_mode="median")
-                except Exception as err:  # a configuration the compiler rejects
-                    print(f"L={length} branch inputs {config} failed: {err!r}"[:300], flush=True)
-                    continue
-            name = "unfused (conv + 4 GEMMs)" if algo == "0" else f"fused {config}"
-            lines.append(f"L={length} branch inputs {name}: {ms:.4f} ms (floor ~{floor:.4f} ms)")
-            print(lines[-1], flush=True)
-    return lines
-
-
 def parity(official_dir: str) -> dict:
     """Ours with the official model's weights (strict load) against the official model, float32,
     same clip: relative error of the logits."""
@@ -506,9 +462,6 @@ def main() -> int:
                         help="no model: time the conv forward's tile configurations")
     parser.add_argument("--conv-bwd-sweep", action="store_true",
                         help="no model: time the conv backward's tile configurations")
-    parser.add_argument("--branch-in-sweep", action="store_true",
-                        help="no model: time the fused conv + x_proj + dt_proj kernel's "
-                             "configurations against the conv kernel and four GEMMs")
     parser.add_argument("--conv-bench", action="store_true",
                         help="no model: time the fused bidirectional conv + SiLU kernel against "
                              "the grouped conv")
@@ -527,9 +480,6 @@ def main() -> int:
         return 0
     if args.conv_bwd_sweep:
         conv_bwd_only_sweep()
-        return 0
-    if args.branch_in_sweep:
-        branch_in_sweep()
         return 0
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "device": torch.cuda.get_device_name(), "torch": torch.__version__,

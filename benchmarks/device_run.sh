@@ -88,6 +88,11 @@
 #                                         # lane as 16-bit values vs through shared memory
 #   bash benchmarks/device_run.sh run74   # session 10: convs + x_proj + dt_proj of both branches
 #                                         # in one kernel vs the conv kernel and four GEMMs
+#   bash benchmarks/device_run.sh run75   # session 10, final lease: official build (background),
+#                                         # inference without the backward's states vs
+#                                         # .devcarry/old_src (eb3232f), ABAB;
+#   bash benchmarks/device_run.sh run76   # then ours / official / ViT-S side by side;
+#   bash benchmarks/device_run.sh run77   # then every GPU test
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
 #                                         # direction (same tree, ABAB)
 #   bash benchmarks/device_run.sh run47   # session 7, final lease (after run30, run31): compiled
@@ -403,6 +408,36 @@ run74)  # session 10: both branches' convs + SiLU, x_proj and dt_proj in one ker
   grep -E "branch inputs" "$OUT/branch_in_sweep.log"; echo "at $(elapsed)s"
   graphed_abab VIDEOMAMBA_BRANCH_IN branch_in 70 /tmp/infer_bi 8,32,64 1 0
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run75)  # session 10, final lease, call 1: the official stack's build in the background (for
+        # run76); graphed inference ABAB against .devcarry/old_src (eb3232f: the forward scans
+        # store the backward's states in inference too); the bidirectional path's GPU tests;
+        # then the wait for the build
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.version.cuda)" | tee -a "$OUT/device.txt"
+  (setsid bash "$0" build > /tmp/build.log 2>&1 &)
+  OLD=$PWD/.devcarry/old_src; echo "old: $(cat "$OLD/COMMIT")"
+  for i in 1 2; do for v in new old; do P=$PWD/src; [ $v = old ] && P=$OLD
+    PYTHONPATH=$P graphed_inference 80 "$v $i" "$OUT/infer_${v}_$i.json" --models ours --frames 8,32,64
+  done; done
+  rm -f "$OUT"/infer_*_2.json "$OUT/infer.log"; echo "at $(elapsed)s"
+  timeout 200 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests_bidir.log" 2>&1; tail -1 "$OUT/gpu_tests_bidir.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests_bidir.log" | head -5; echo "tests done at $(elapsed)s"
+  while [ ! -f /tmp/build.ok ] && [ "$(elapsed)" -lt 585 ]; do sleep 5; done
+  echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -2 /tmp/build.log
+  ;;
+run76)  # call 2, same machine: ours / official / SDPA ViT-S side by side (as run70)
+  for i in $(seq 1 60); do [ -f /tmp/build.ok ] && break; sleep 5; done
+  MODELS=ours,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,official,vit_sdpa
+  timeout 560 python3 benchmarks/model.py --models $MODELS --frames 8,16,32,64 \
+      --train-frames 8,16 --cuda-graph --out "$OUT/model.json" > "$OUT/model.log" 2>&1
+  grep -v "^    " "$OUT/model.log" | grep -v Warn | tail -18; echo "done at $(elapsed)s"
+  ;;
+run77)  # call 3, same machine: every GPU test of tests/ops and the CUDA-graph tests
+  timeout 560 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \
+      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head; echo "tests done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree
   timeout 560 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \

@@ -244,32 +244,6 @@ def test_mixer_fused_path_matches_its_reference_path():
     assert err < 2e-5, err
 
 
-@pytest.mark.parametrize("length", [30] + ([1000] if ON_GPU else []))
-def test_inference_skips_the_states_kept_for_the_backward(length, monkeypatch):
-    """Without a gradient to come, the eager route tells the forward scans not to store their
-    segment states; the output is the same bits."""
-    from videomamba.ops.selective_scan import triton_bidir
-
-    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR", "1")
-    monkeypatch.setenv("VIDEOMAMBA_FWD_PAIR_TILE", "8,8")  # states every 8 steps or more
-    stored = []
-    real = triton_bidir.tile_fwd_pair
-
-    def spy(*args, **kwargs):
-        stored.append(kwargs["store_states"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(triton_bidir, "tile_fwd_pair", spy)
-    gen = torch.Generator().manual_seed(0)
-    fw, bw = branch(16, 16, 3, 4, gen), branch(16, 16, 3, 4, gen)
-    xz = torch.randn(1, length, 32, generator=gen).to(DEVICE).transpose(1, 2)
-    with torch.no_grad():
-        y_inference = bimamba_inner_triton(xz, fw, bw, 16, 3)
-    y_training = bimamba_inner_triton(xz, fw, bw, 16, 3)
-    assert stored == [False, True]
-    assert torch.equal(y_inference, y_training.detach())
-
-
 def test_inner_op_pair_passes_opcheck():
     """The recomputing op pair's fake kernels match the real ones, strides included (``xz`` a
     transposed view, as in the mixer; ``y`` in ``(B, L, D)`` memory), with and without conv

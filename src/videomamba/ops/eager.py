@@ -43,31 +43,28 @@ def _use_op(args: tuple) -> bool:
 class AutogradRoute:
     """A custom op with autograd: the op while compiling; eagerly, ``impl`` through
     :class:`_EagerFunction` with the op's own ``setup_context`` and a ``backward`` that calls the
-    backward implementation directly (``backward_eager``), or ``impl`` alone without gradients,
-    with ``no_grad_kwargs`` (what it may skip when nothing will be differentiated)."""
+    backward implementation directly (``backward_eager``), or ``impl`` alone without gradients."""
 
     def __init__(self, op: Callable, impl: Callable, setup_context: Callable,
-                 backward_eager: Callable, no_grad_kwargs: dict | None = None):
+                 backward_eager: Callable):
         self.op, self.impl = op, impl
         self.setup_context, self.backward = setup_context, backward_eager
-        self.no_grad_kwargs = no_grad_kwargs or {}
 
     @classmethod
     def register(cls, op: Callable, impl: Callable, bwd_op: Callable, bwd_impl: Callable,
-                 setup_context: Callable, backward_with: Callable,
-                 no_grad_kwargs: dict | None = None) -> "AutogradRoute":
+                 setup_context: Callable, backward_with: Callable) -> "AutogradRoute":
         """Register ``op``'s autograd (``backward_with(bwd_op)``, for ``torch.compile``) and
         return its eager route, whose backward is ``backward_with(bwd_impl)``: one backward
         written once for both ways in."""
         op.register_autograd(backward_with(bwd_op), setup_context=setup_context)
-        return cls(op, impl, setup_context, backward_with(bwd_impl), no_grad_kwargs)
+        return cls(op, impl, setup_context, backward_with(bwd_impl))
 
     def __call__(self, *args: Any) -> Any:
         if _use_op(args):
             return self.op(*args)
         if _needs_grad(args):
             return _EagerFunction.apply(self, *args)
-        return self.impl(*args, **self.no_grad_kwargs)
+        return self.impl(*args)
 
 
 class _EagerFunction(torch.autograd.Function):

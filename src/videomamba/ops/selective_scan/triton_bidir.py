@@ -45,20 +45,18 @@ class BranchWeights(NamedTuple):
     D: Tensor  # (D,)
 
 
-def _scan_pair_forward(f: tuple, b: tuple, z: Tensor,
-                       save_states: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+def _scan_pair_forward(f: tuple, b: tuple, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Both scans: ``y = silu(z) * (scan_f(...) + reverse_scan_b(...))`` ``(B, D, L)``, written
     into ``(B, L, D)`` memory (what ``out_proj`` reads, so no transposed copy), and each
-    direction's segment states ``ck`` for the backward (left unwritten by the one-launch pair
-    without ``save_states``). ``f``/``b``: (u, delta, A, B, C, D, delta_bias) of each branch.
-    Both directions in one launch (``tile_fwd_pair``), or with ``VIDEOMAMBA_FWD_PAIR=0`` one
-    after the other, the second adding to the first's output and gating."""
+    direction's segment states ``ck`` for the backward. ``f``/``b``: (u, delta, A, B, C, D,
+    delta_bias) of each branch. Both directions in one launch (``tile_fwd_pair``), or with
+    ``VIDEOMAMBA_FWD_PAIR=0`` one after the other, the second adding to the first's output and
+    gating."""
     batch, channels, length = z.shape
     y = torch.empty((batch, length, channels), dtype=z.dtype, device=z.device).transpose(1, 2)
     if pair_forward_fits():
         ck_f, ck_b = tile_fwd_pair(f, b, z, True, y,
-                                   ck_steps=segment_length(batch, channels, length),
-                                   store_states=save_states)
+                                   ck_steps=segment_length(batch, channels, length))
         return y, ck_f, ck_b
     _, _, ck_f = run_fwd(*f[:6], None, f[6], True, False, out=y, accumulate=False, a_is_log=True)
     _, _, ck_b = run_fwd(*b[:6], z, b[6], True, True, out=y, accumulate=True, a_is_log=True)
@@ -196,10 +194,10 @@ def _branches(xz: Tensor, fw: BranchWeights, bw: BranchWeights, d_state: int,
 
 
 def _inner_forward(xz: Tensor, fw: BranchWeights, bw: BranchWeights, d_state: int,
-                   dt_rank: int, save_states: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+                   dt_rank: int) -> tuple[Tensor, Tensor, Tensor]:
     """``(y, ck_f, ck_b)`` of the mixer inner from ``xz`` ``(B, 2*D, L)``."""
     _, z, f, b = _branches(xz, fw, bw, d_state, dt_rank)
-    return _scan_pair_forward(f.scan_in, b.scan_in, z, save_states)
+    return _scan_pair_forward(f.scan_in, b.scan_in, z)
 
 
 def _inner_grads(dy: Tensor, xz: Tensor, fw: BranchWeights, bw: BranchWeights, ck_f: Tensor,
@@ -228,11 +226,11 @@ def _inner_fwd_impl(
     A_log_f: Tensor, D_f: Tensor,
     conv_w_b: Tensor, conv_b_b: Tensor | None, x_proj_b: Tensor, dt_w_b: Tensor, dt_b_b: Tensor,
     A_log_b: Tensor, D_b: Tensor,
-    d_state: int, dt_rank: int, save_states: bool = True,
+    d_state: int, dt_rank: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
     bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
-    return _inner_forward(xz, fw, bw, d_state, dt_rank, save_states)
+    return _inner_forward(xz, fw, bw, d_state, dt_rank)
 
 
 _bimamba_inner_fwd = torch.library.custom_op("videomamba::bimamba_inner_fwd", _inner_fwd_impl,
@@ -241,7 +239,7 @@ _bimamba_inner_fwd = torch.library.custom_op("videomamba::bimamba_inner_fwd", _i
 
 @_bimamba_inner_fwd.register_fake
 def _(xz, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f, conv_w_b, conv_b_b,
-      x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b, d_state, dt_rank, save_states=True):
+      x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b, d_state, dt_rank):
     batch, channels, length = xz.shape[0], xz.shape[1] // 2, xz.shape[2]
     ck_shape = saved_shape(batch, channels, length, A_log_f.shape[1])
     y = torch.empty((batch, length, channels), dtype=xz.dtype, device=xz.device).transpose(1, 2)
@@ -309,16 +307,13 @@ def _recompute_autograd(fwd_op, fwd_impl, bwd_op, bwd_impl, n_lead: int) -> Auto
     the segment states are saved, the backward gives every gradient (None for absent conv
     biases). Registered on the custom op (for ``torch.compile``); returns the eager route."""
     bias_f, bias_b = n_lead + 1, n_lead + 8  # the conv biases' positions among the inputs
-    n_tensors = n_lead + 14
 
     def setup(ctx, inputs, output):
-        # then d_state, dt_rank, and save_states where the op fills in its default
-        tensors, (d_state, dt_rank) = inputs[:n_tensors], inputs[n_tensors:n_tensors + 2]
+        *tensors, d_state, dt_rank = inputs
         _, *saved = output
         ctx.has_conv_bias = (tensors[bias_f] is not None, tensors[bias_b] is not None)
         ctx.save_for_backward(*tensors, *saved)
         ctx.flags = (d_state, dt_rank)
-        ctx.n_flags = len(inputs) - n_tensors
 
     def backward_with(bwd):
         def backward(ctx, dy, *_dsaved):
@@ -326,12 +321,10 @@ def _recompute_autograd(fwd_op, fwd_impl, bwd_op, bwd_impl, n_lead: int) -> Auto
             has_bf, has_bb = ctx.has_conv_bias
             grads[bias_f] = grads[bias_f] if has_bf else None
             grads[bias_b] = grads[bias_b] if has_bb else None
-            return (*grads, *[None] * ctx.n_flags)
+            return (*grads, None, None)
         return backward
 
-    # without a gradient to come, the forward scans skip the states kept for the backward
-    return AutogradRoute.register(fwd_op, fwd_impl, bwd_op, bwd_impl, setup, backward_with,
-                                  no_grad_kwargs={"save_states": False})
+    return AutogradRoute.register(fwd_op, fwd_impl, bwd_op, bwd_impl, setup, backward_with)
 
 
 _INNER = _recompute_autograd(_bimamba_inner_fwd, _inner_fwd_impl, _bimamba_inner_bwd,
@@ -356,11 +349,11 @@ def _mixer_fwd_impl(
     A_log_f: Tensor, D_f: Tensor,
     conv_w_b: Tensor, conv_b_b: Tensor | None, x_proj_b: Tensor, dt_w_b: Tensor, dt_b_b: Tensor,
     A_log_b: Tensor, D_b: Tensor,
-    d_state: int, dt_rank: int, save_states: bool = True,
+    d_state: int, dt_rank: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
     bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
-    return _inner_forward(_in_proj(hidden, in_proj_w), fw, bw, d_state, dt_rank, save_states)
+    return _inner_forward(_in_proj(hidden, in_proj_w), fw, bw, d_state, dt_rank)
 
 
 _bimamba_mixer_fwd = torch.library.custom_op("videomamba::bimamba_mixer_fwd", _mixer_fwd_impl,
@@ -369,7 +362,7 @@ _bimamba_mixer_fwd = torch.library.custom_op("videomamba::bimamba_mixer_fwd", _m
 
 @_bimamba_mixer_fwd.register_fake
 def _(hidden, in_proj_w, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f, conv_w_b,
-      conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b, d_state, dt_rank, save_states=True):
+      conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b, d_state, dt_rank):
     batch, length, channels = hidden.shape[0], hidden.shape[1], in_proj_w.shape[0] // 2
     ck_shape = saved_shape(batch, channels, length, A_log_f.shape[1])
     dtype = torch.promote_types(hidden.dtype, in_proj_w.dtype)

@@ -472,12 +472,10 @@ def pair_forward_fits() -> bool:
 
 
 def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor,
-                  ck_steps: int = 0, a_is_log: bool = True,
-                  store_states: bool = True) -> tuple[Tensor, Tensor]:
+                  ck_steps: int = 0, a_is_log: bool = True) -> tuple[Tensor, Tensor]:
     """Both directions of a bidirectional block in one launch: ``y = silu(z) * (scan_f +
     reverse_scan_b)`` written into ``y`` ``(B, D, L)`` (any strides), and each direction's
-    states every ``ck_steps`` (as :func:`tile_fwd`'s ``ck``; allocated in that shape but not
-    written without ``store_states``: inference). ``f``/``b``: each direction's
+    states every ``ck_steps`` (as :func:`tile_fwd`'s ``ck``). ``f``/``b``: each direction's
     ``(u, delta, A, B, C, D, delta_bias)`` with the same strides. The reverse direction writes
     its ungated output to a buffer in ``y``'s layout that :func:`gate_sum` adds."""
     u, delta, A, _, _, D, delta_bias = f
@@ -507,10 +505,10 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
             sA_d, sA_n)
     _tile_fwd_pair[(batch, triton.cdiv(channels, block_d), 2)](
         *args, N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None,
-        HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        SAVE_CK=n_ck > 0 and store_states, SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log),
-        BC_ALIGN=bc_alignment(*B4s, *C4s), EVEN_N=n_pow2 == n_state,
-        num_warps=max(block_d // 32, 1), PAIRS=pairs_layout(t, block_d, n_pow2), SCATTER=not interpreting(),
+        HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), SAVE_CK=n_ck > 0,
+        SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log), BC_ALIGN=bc_alignment(*B4s, *C4s),
+        EVEN_N=n_pow2 == n_state, num_warps=max(block_d // 32, 1),
+        PAIRS=pairs_layout(t, block_d, n_pow2), SCATTER=not interpreting(),
         **({"maxnreg": maxnreg} if maxnreg else {}))
     gate_sum(y, y_b, z)
     return per_dir[0][9], per_dir[1][9]

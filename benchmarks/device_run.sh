@@ -92,6 +92,7 @@
 #                                         # inference without the backward's states vs
 #                                         # .devcarry/old_src (eb3232f), ABAB;
 #   bash benchmarks/device_run.sh run76   # then ours (eb3232f) / official / ViT-S side by side;
+#   bash benchmarks/device_run.sh run78   # session 10: register caps of the PAIRS forward
 #   bash benchmarks/device_run.sh run77   # then every GPU test (runs 76-77 ran as these
 #                                         # commands typed directly, without the script)
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
@@ -444,6 +445,17 @@ run77)  # call 3, same machine: every GPU test of tests/ops and the CUDA-graph t
       -p no:cacheprovider -k "not inference_skips" > "$OUT/gpu_tests.log" 2>&1
   tail -1 "$OUT/gpu_tests.log" | cut -c1-200; grep -E "^FAILED" "$OUT/gpu_tests.log" | head
   echo "tests done at $(elapsed)s"
+  ;;
+run78)  # session 10: register caps of the PAIRS pair forward (VIDEOMAMBA_FWD_PAIR_TILE
+        # "8,8,cap"; ptxas schedules the loop anew for each): the pair probe at batch 8, then
+        # graphed inference ABAB of the default against two caps
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  timeout 150 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 --check-lengths 0 \
+      --pair "8,8;8,8,96;8,8,112;8,8,128;8,8,144;8,8,168;8,8,200" --pair-batches 8 \
+      --out "$OUT/pair_caps.json" > /tmp/pair_caps.log 2>&1
+  grep "pair B=" /tmp/pair_caps.log; echo "at $(elapsed)s"
+  graphed_abab VIDEOMAMBA_FWD_PAIR_TILE tile 70 /tmp/infer_cap 8,64 8,8 8,8,128 8,8,168
+  rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree
   timeout 560 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \

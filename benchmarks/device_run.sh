@@ -93,6 +93,9 @@
 #                                         # .devcarry/old_src (eb3232f), ABAB;
 #   bash benchmarks/device_run.sh run76   # then ours (eb3232f) / official / ViT-S side by side;
 #   bash benchmarks/device_run.sh run78   # session 10: register caps of the PAIRS forward
+#   bash benchmarks/device_run.sh run79   # session 10: Nsight Compute on the pair forward with
+#                                         # and without its state stores
+#   bash benchmarks/device_run.sh run80   # session 10: the pair forward's loads two tiles ahead
 #   bash benchmarks/device_run.sh run77   # then every GPU test (runs 76-77 ran as these
 #                                         # commands typed directly, without the script)
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
@@ -455,6 +458,40 @@ run78)  # session 10: register caps of the PAIRS pair forward (VIDEOMAMBA_FWD_PA
       --out "$OUT/pair_caps.json" > /tmp/pair_caps.log 2>&1
   grep "pair B=" /tmp/pair_caps.log; echo "at $(elapsed)s"
   graphed_abab VIDEOMAMBA_FWD_PAIR_TILE tile 70 /tmp/infer_cap 8,64 8,8 8,8,128 8,8,168
+  rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run79)  # session 10: Nsight Compute on the pair forward (one launch of one mixer step at
+        # L=1569, batch 8) as the default compiles it (states stored every segment) and
+        # without state stores (one backward segment: VIDEOMAMBA_SEGMENT_CONFIG=16,1, so
+        # SAVE_CK is off, as in run 75's variant): details and per-instruction SASS counters
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  for v in states nostates; do
+    SEG=""; [ $v = nostates ] && SEG=16,1
+    VIDEOMAMBA_SEGMENT_CONFIG=$SEG timeout 250 ncu --set full --import-source yes \
+        -k "regex:_tile_fwd_pair" --launch-count 1 -f -o /tmp/prof_$v \
+        python3 benchmarks/mixer.py --lengths 1569 --profile-steps 1 > "$OUT/ncu_$v.log" 2>&1
+    tail -1 "$OUT/ncu_$v.log"
+    ncu -i /tmp/prof_$v.ncu-rep --page details > "$OUT/ncu_details_$v.txt" 2>&1
+    ncu -i /tmp/prof_$v.ncu-rep --page source --csv --print-source sass 2>&1 | gzip > "$OUT/ncu_source_$v.csv.gz"
+    echo "== $v at $(elapsed)s"
+    grep -E "Duration|Issue Slots Busy|Warp Cycles Per Issued|Registers Per|Achieved Active Warps|No Eligible|L1/TEX Hit|Mem Busy|Max Bandwidth|Executed Ipc A" \
+        "$OUT/ncu_details_$v.txt"
+  done
+  rm -f "$OUT"/ncu_*.log
+  ;;
+run80)  # session 10: the pair forward issuing the loads of tile k + 2 before the arithmetic of
+        # tile k (VIDEOMAMBA_FWD_AHEAD 2) against k + 1 (1), same tree: GPU tests of the pair
+        # forward, the pair probe at batch 8, graphed inference ABAB
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  VIDEOMAMBA_FWD_AHEAD=2 timeout 150 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q \
+      --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
+  grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5; echo "at $(elapsed)s"
+  for a in 2 1; do
+    VIDEOMAMBA_FWD_AHEAD=$a timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
+        --check-lengths 0 --pair "8,8" --pair-batches 8 --out "$OUT/pair_ahead$a.json" > /tmp/pair$a.log 2>&1
+    grep "pair B=" /tmp/pair$a.log | sed "s/^/ahead=$a /"; done
+  echo "at $(elapsed)s"
+  graphed_abab VIDEOMAMBA_FWD_AHEAD ahead 70 /tmp/infer_ahead 8,32,64 2 1
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree

@@ -159,7 +159,7 @@ def _fwd_body(
     ACCUMULATE: tl.constexpr, SUMMARY: tl.constexpr,
     SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
     BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr, PAIRS: tl.constexpr = False,
-    SCATTER: tl.constexpr = False, AHEAD2: tl.constexpr = False,
+    SCATTER: tl.constexpr = False,
 ):
     """One program's (batch row ``pid_b``, channel block ``pid_d``, segment ``seg``) walk of one
     direction (``rev`` 0/1)."""
@@ -210,26 +210,15 @@ def _fwd_body(
     phase = 0
     if SAVE_CK:
         phase = _ck_phase(first_tile, n_tiles, ck_tiles, rev)
-    # software pipelining: the loads of tile k + 1 (with AHEAD2, k + 2) are issued before the
-    # arithmetic of tile k
+    # software pipelining: the loads of tile k + 1 are issued before the arithmetic of tile k
     nxt = _fwd_tile_loads(first_tile, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base,
                           d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t,
                           T, HAS_Z, rev, ACCUMULATE, SUMMARY)
-    if AHEAD2:
-        nxt2 = _fwd_tile_loads(first_tile + 1, n_tiles, length, offs_t, mask_d, mask_n, B_base,
-                               C_base, d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t,
-                               sz_t, sy_t, T, HAS_Z, rev, ACCUMULATE, SUMMARY)
     for tile in range(first_tile, first_tile + tiles_per_seg):
         Bt, Ct, dt, u, zt, acc = nxt
-        if AHEAD2:
-            nxt = nxt2
-            nxt2 = _fwd_tile_loads(tile + 2, n_tiles, length, offs_t, mask_d, mask_n, B_base,
-                                   C_base, d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t,
-                                   sz_t, sy_t, T, HAS_Z, rev, ACCUMULATE, SUMMARY)
-        else:
-            nxt = _fwd_tile_loads(tile + 1, n_tiles, length, offs_t, mask_d, mask_n, B_base,
-                                  C_base, d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t,
-                                  sz_t, sy_t, T, HAS_Z, rev, ACCUMULATE, SUMMARY)
+        nxt = _fwd_tile_loads(tile + 1, n_tiles, length, offs_t, mask_d, mask_n, B_base, C_base,
+                              d_base, u_base, z_base, y_base, sB_t, sC_t, sd_t, su_t, sz_t, sy_t,
+                              T, HAS_Z, rev, ACCUMULATE, SUMMARY)
         t, boundary = _tile_positions(tile, n_tiles, offs_t, T, rev)
         m = (t >= 0) & (t < length) & mask_d  # (BLOCK_D, 1, T)
         Bt, Ct, dt, u = Bt.to(tl.float32), Ct.to(tl.float32), dt.to(tl.float32), u.to(tl.float32)
@@ -329,7 +318,6 @@ def _tile_fwd_pair(
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     SAVE_CK: tl.constexpr, SPLIT_N: tl.constexpr, A_IS_LOG: tl.constexpr,
     BC_ALIGN: tl.constexpr, EVEN_N: tl.constexpr, PAIRS: tl.constexpr, SCATTER: tl.constexpr,
-    AHEAD2: tl.constexpr,
 ):
     """Both directions of a bidirectional block in one launch, grid (batch, channel blocks, 2):
     each writes its ungated output to its own ``y`` (:func:`gate_sum` adds and gates), one
@@ -346,7 +334,7 @@ def _tile_fwd_pair(
         su_b, su_d, su_t, sd_b, sd_d, sd_t, su_b, su_d, su_t, sy_b, sy_d, sy_t,
         sB_b, sB_g, sB_n, sB_t, sC_b, sC_g, sC_n, sC_t, sA_d, sA_n,
         N, BLOCK_D, T, HAS_D, False, HAS_BIAS, SOFTPLUS, False, False, SAVE_CK, SPLIT_N,
-        A_IS_LOG, BC_ALIGN, EVEN_N, PAIRS, SCATTER, AHEAD2)
+        A_IS_LOG, BC_ALIGN, EVEN_N, PAIRS, SCATTER)
 
 
 @triton.jit
@@ -521,7 +509,6 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
         SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log), BC_ALIGN=bc_alignment(*B4s, *C4s),
         EVEN_N=n_pow2 == n_state, num_warps=max(block_d // 32, 1),
         PAIRS=pairs_layout(t, block_d, n_pow2), SCATTER=not interpreting(),
-        AHEAD2=os.environ.get("VIDEOMAMBA_FWD_AHEAD", "1") == "2",
         **({"maxnreg": maxnreg} if maxnreg else {}))
     gate_sum(y, y_b, z)
     return per_dir[0][9], per_dir[1][9]

@@ -96,6 +96,10 @@
 #   bash benchmarks/device_run.sh run79   # session 10: Nsight Compute on the pair forward with
 #                                         # and without its state stores
 #   bash benchmarks/device_run.sh run80   # session 10: the pair forward's loads two tiles ahead
+#   bash benchmarks/device_run.sh run81   # session 10: both branches' x_proj + dt_proj in one
+#                                         # kernel vs four cuBLAS GEMMs
+#   bash benchmarks/device_run.sh run82   # session 10, last lease: run69's build + every GPU test,
+#   bash benchmarks/device_run.sh run83   # then run70's side by side on the final tree
 #   bash benchmarks/device_run.sh run77   # then every GPU test (runs 76-77 ran as these
 #                                         # commands typed directly, without the script)
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
@@ -326,7 +330,7 @@ run68)  # session 9: the pair forward in the PAIRS layout (2 channels x 2 states
   graphed_abab VIDEOMAMBA_FWD_PAIRS pairs 80 /tmp/infer_pairs 8,32,64 1 0
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
-run69)  # session 9, final lease, call 1: the official stack's build in the background (for
+run69|run82)  # session 9 (and session 10's run 82), final lease, call 1: the official stack's build in the background (for
         # run70), every GPU test of tests/ops and the CUDA-graph tests on the session's tree,
         # then the wait for the build
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
@@ -338,7 +342,7 @@ run69)  # session 9, final lease, call 1: the official stack's build in the back
   while [ ! -f /tmp/build.ok ] && [ "$(elapsed)" -lt 585 ]; do sleep 5; done
   echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -2 /tmp/build.log
   ;;
-run70)  # call 2, same machine: ours / official / SDPA ViT-S side by side (graphed and eager
+run70|run83)  # call 2, same machine: ours / official / SDPA ViT-S side by side (graphed and eager
         # inference 8-64 frames, eager training 8 and 16 frames)
   for i in $(seq 1 60); do [ -f /tmp/build.ok ] && break; sleep 5; done
   MODELS=ours,vit_sdpa; [ -f /tmp/build.ok ] && MODELS=ours,official,vit_sdpa
@@ -492,6 +496,19 @@ run80)  # session 10: the pair forward issuing the loads of tile k + 2 before th
     grep "pair B=" /tmp/pair$a.log | sed "s/^/ahead=$a /"; done
   echo "at $(elapsed)s"
   graphed_abab VIDEOMAMBA_FWD_AHEAD ahead 70 /tmp/infer_ahead 8,32,64 2 1
+  rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run81)  # session 10: both branches' x_proj and dt_proj in one launch after the conv
+        # (VIDEOMAMBA_FUSED_PROJ 1) against four cuBLAS GEMMs (0), same tree: GPU tests of the
+        # kernel and of the bidirectional path with it, the sweep, graphed inference ABAB
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  VIDEOMAMBA_FUSED_PROJ=1 timeout 200 python3 -m pytest tests/ops/test_triton_proj.py \
+      tests/ops/test_triton_bidir.py -m gpu -q --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
+  tail -1 "$OUT/gpu_tests.log" | cut -c1-200; grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5
+  echo "at $(elapsed)s"
+  timeout 120 python3 benchmarks/model.py --proj-sweep > "$OUT/proj_sweep.log" 2>&1
+  grep -E "projections" "$OUT/proj_sweep.log"; echo "at $(elapsed)s"
+  graphed_abab VIDEOMAMBA_FUSED_PROJ proj 70 /tmp/infer_proj 8,32,64 1 0
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree

@@ -392,6 +392,55 @@ def conv_fwd_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
     return lines
 
 
+# the fused projections kernel's (BLOCK_M, BLOCK_K, BLOCK_N, num_warps), default first
+PROJ_CONFIGS = ("default", "64,64,64,4", "128,64,128,8", "64,128,128,4", "128,64,64,4",
+                "64,64,256,4", "32,64,128,4")
+
+
+def proj_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
+    """Both branches' x_proj and dt_proj (VideoMamba-S: D=768, dt_rank 24, N=16; bf16, the
+    conv outputs channels-fastest): the fused kernel (``ops/triton_proj.py``) for each of
+    ``PROJ_CONFIGS`` against four ``F.linear`` (cuBLAS); median of
+    ``triton.testing.do_bench_cudagraph`` (GPU time, no host), and the traffic floor (read both
+    u, write both delta and x_dbl) at 3 TB/s."""
+    import torch.nn.functional as F
+    import triton.testing
+
+    from videomamba.ops.triton_proj import branch_projections
+
+    lines = []
+    for length in lengths:
+        us = [torch.randn(BATCH, length, 768, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
+              for _ in range(2)]
+        pxs = [torch.randn(56, 768, device="cuda", dtype=torch.bfloat16) * 0.05 for _ in range(2)]
+        pds = [torch.randn(768, 24, device="cuda", dtype=torch.bfloat16) * 0.1 for _ in range(2)]
+        floor = (4 * us[0].numel() + 2 * BATCH * length * 56) * 2 / 3.0e12 * 1e3
+
+        def unfused():
+            for u, px, pd in zip(us, pxs, pds):
+                F.linear(F.linear(u.transpose(1, 2), px)[..., :24], pd)
+
+        ms = triton.testing.do_bench_cudagraph(unfused, return_mode="median")
+        lines.append(f"L={length} projections unfused (4 x F.linear): {ms:.4f} ms "
+                     f"(floor ~{floor:.4f} ms)")
+        print(lines[-1], flush=True)
+        for config in PROJ_CONFIGS:
+            with kernel_config("VIDEOMAMBA_FUSED_PROJ_CONFIG", config):
+                def fused():
+                    branch_projections(us[0], us[1], tuple(pxs), tuple(pds), 24)
+
+                try:
+                    fused()
+                    ms = triton.testing.do_bench_cudagraph(fused, return_mode="median")
+                except Exception as err:  # a configuration the compiler rejects
+                    print(f"L={length} projections {config} failed: {err!r}"[:300], flush=True)
+                    continue
+            lines.append(f"L={length} projections fused {config}: {ms:.4f} ms "
+                         f"(floor ~{floor:.4f} ms)")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def parity(official_dir: str) -> dict:
     """Ours with the official model's weights (strict load) against the official model, float32,
     same clip: relative error of the logits."""
@@ -462,6 +511,9 @@ def main() -> int:
                         help="no model: time the conv forward's tile configurations")
     parser.add_argument("--conv-bwd-sweep", action="store_true",
                         help="no model: time the conv backward's tile configurations")
+    parser.add_argument("--proj-sweep", action="store_true",
+                        help="no model: time the fused x_proj + dt_proj kernel's configurations "
+                             "against four cuBLAS GEMMs")
     parser.add_argument("--conv-bench", action="store_true",
                         help="no model: time the fused bidirectional conv + SiLU kernel against "
                              "the grouped conv")
@@ -480,6 +532,9 @@ def main() -> int:
         return 0
     if args.conv_bwd_sweep:
         conv_bwd_only_sweep()
+        return 0
+    if args.proj_sweep:
+        proj_sweep()
         return 0
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "device": torch.cuda.get_device_name(), "torch": torch.__version__,

@@ -111,6 +111,26 @@ def test_gpu_pair_forward_tiles_match_reference(length, tile, pairs, monkeypatch
     assert taken == {pairs == "1" and tile == "8,8"}
 
 
+@pytest.mark.parametrize("fused", ["auto", "0"])
+def test_mixer_projections_fused_or_not_match_reference(fused, monkeypatch):
+    """The mixer's layout takes both branches' x_proj and dt_proj in one launch
+    (``ops/triton_proj.py``) in the forward and in the backward's recompute, unless turned off;
+    values and gradients match the reference either way."""
+    from videomamba.ops.selective_scan import triton_bidir
+
+    monkeypatch.setenv("VIDEOMAMBA_FUSED_PROJ", fused)
+    calls = []
+    real = triton_bidir.branch_projections
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return real(*args)
+
+    monkeypatch.setattr(triton_bidir, "branch_projections", spy)
+    check_bidirectional(9, channels=8, d_state=8, dt_rank=8, channels_last=True)
+    assert len(calls) == (2 if fused == "auto" else 0)
+
+
 # The model's memory layout: xz (B, L, 2D) seen as (B, 2D, L), and x_proj widths whose B/C
 # slices start on 16 bytes (dt_rank and d_state multiples of 8): the kernels then read the
 # states of one step in vectors and drop the state mask (``bc_alignment``); the test checks that

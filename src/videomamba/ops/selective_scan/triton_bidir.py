@@ -31,6 +31,7 @@ from videomamba.ops.selective_scan.triton_op import run_bwd, run_fwd, saved_shap
 from videomamba.ops.selective_scan.triton_tile import pair_forward_fits, tile_fwd_pair
 from videomamba.ops.selective_scan.triton_tile_bwd import lean_bwd_pair, pair_programs_fill_gpu
 from videomamba.ops.triton_conv import conv_silu_backward, conv_silu_forward
+from videomamba.ops.triton_proj import branch_projections, fused_projections
 
 
 class BranchWeights(NamedTuple):
@@ -169,15 +170,27 @@ class _Branch(NamedTuple):
     dt_proj_weight: Tensor  # in u's dtype
 
 
-def _branch(u: Tensor, w: BranchWeights, d_state: int, dt_rank: int) -> _Branch:
-    """The projections of one branch from its conv output ``u`` ``(B, D, L)``, the weights cast
-    to ``u``'s dtype (what autocast does to the linears)."""
+def _projection_weights(w: BranchWeights, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """x_proj and dt_proj weights cast to the compute dtype (what autocast does to the
+    linears)."""
     # cast per call: kept on the weight, a cast made inside a compiled step's CUDA-graph pool
     # would outlive the step (cudagraph trees refuse it)
-    x_proj_weight, dt_proj_weight = w.x_proj_weight.to(u.dtype), w.dt_proj_weight.to(u.dtype)
+    return w.x_proj_weight.to(dtype), w.dt_proj_weight.to(dtype)
+
+
+def _branch(u: Tensor, w: BranchWeights, d_state: int, dt_rank: int) -> _Branch:
+    """The projections of one branch from its conv output ``u`` ``(B, D, L)``."""
+    x_proj_weight, dt_proj_weight = _projection_weights(w, u.dtype)
     x_dbl = F.linear(u.transpose(1, 2), x_proj_weight)
-    dt, B, C = x_dbl.split([dt_rank, d_state, d_state], dim=-1)
-    delta = F.linear(dt, dt_proj_weight).transpose(1, 2)
+    delta = F.linear(x_dbl[..., :dt_rank], dt_proj_weight).transpose(1, 2)
+    return _branch_from(u, x_dbl, delta, w, x_proj_weight, dt_proj_weight, d_state, dt_rank)
+
+
+def _branch_from(u: Tensor, x_dbl: Tensor, delta: Tensor, w: BranchWeights, x_proj_weight: Tensor,
+                 dt_proj_weight: Tensor, d_state: int, dt_rank: int) -> _Branch:
+    """A branch's saved values and scan inputs from its conv output ``u`` and ``delta``
+    ``(B, D, L)`` and its x_proj output ``x_dbl`` ``(B, L, dt_rank + 2N)``."""
+    _, B, C = x_dbl.split([dt_rank, d_state, d_state], dim=-1)
     # A_log goes to the kernels as it is: they use A = -exp(A_log) and return d/dA_log
     scan_in = (u, delta, w.A_log, B.transpose(1, 2), C.transpose(1, 2), w.D.float(),
                w.dt_proj_bias.float())
@@ -187,9 +200,16 @@ def _branch(u: Tensor, w: BranchWeights, d_state: int, dt_rank: int) -> _Branch:
 def _branches(xz: Tensor, fw: BranchWeights, bw: BranchWeights, d_state: int,
               dt_rank: int) -> tuple[Tensor, Tensor, _Branch, _Branch]:
     """``x``, ``z`` and both branches up to the scans: what the forward computes and the
-    backward recomputes."""
+    backward recomputes. Both branches' projections in one launch where the conv outputs allow
+    it (``ops/triton_proj.py``)."""
     x, z = xz.chunk(2, dim=1)
     x_f, x_b = conv_silu_forward(x, fw.conv_weight, fw.conv_bias, bw.conv_weight, bw.conv_bias)
+    if fused_projections(x_f) and fused_projections(x_b):
+        pw_f, pw_b = _projection_weights(fw, x_f.dtype), _projection_weights(bw, x_b.dtype)
+        (dbl_f, delta_f), (dbl_b, delta_b) = branch_projections(
+            x_f, x_b, (pw_f[0], pw_b[0]), (pw_f[1], pw_b[1]), dt_rank)
+        return (x, z, _branch_from(x_f, dbl_f, delta_f, fw, *pw_f, d_state, dt_rank),
+                _branch_from(x_b, dbl_b, delta_b, bw, *pw_b, d_state, dt_rank))
     return x, z, _branch(x_f, fw, d_state, dt_rank), _branch(x_b, bw, d_state, dt_rank)
 
 

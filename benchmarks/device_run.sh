@@ -154,6 +154,37 @@ pair_probe() {  # LABEL OUT_BASE: scan.py --pair at tiles 8,8 and 8,16, batch 8 
   grep "pair B=" "$2.log" | sed "s/^/$1 /"
 }
 
+top_kernels() {  # PROFILE_JSON: model.py --profile's GPU time per inference step and its top
+  # kernels
+  python3 - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]["ours"]["inference"]
+for frames, v in r.items():
+    print(frames, "frames: gpu ms/step", round(v["gpu_ms_per_step"], 3))
+    for k in v["top_kernels"]:
+        print("   %7.3f ms %5.0f calls  %s" % (k["ms_per_step"], k["calls_per_step"], k["kernel"][:70]))
+PY
+}
+
+gpu_tests_of() {  # SECONDS LOG PYTEST_ARGS...: the GPU tests named, the summary line and the
+  # failures (kernel variables from the caller's environment)
+  local limit=$1 log=$2; shift 2
+  timeout "$limit" python3 -m pytest "$@" -m gpu -q --tb=short -p no:cacheprovider > "$log" 2>&1
+  tail -1 "$log" | cut -c1-200; grep -E "^FAILED" "$log" | head -5; echo "at $(elapsed)s"
+}
+
+pair_probe_ab() {  # VARIABLE LABEL VALUE...: scan.py's pair probe (tile 8,8, batch 8) once per
+  # value of one kernel variable, each result to $OUT/pair_<label><value>.json
+  local var=$1 label=$2; shift 2
+  for v in "$@"; do
+    ( export "$var=$v"; timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
+        --check-lengths 0 --pair "8,8" --pair-batches 8 --out "$OUT/pair_$label$v.json" \
+        > "/tmp/pair_$label$v.log" 2>&1 )
+    grep "pair B=" "/tmp/pair_$label$v.log" | sed "s/^/$label=$v /"
+  done
+  echo "at $(elapsed)s"
+}
+
 build_official() {  # sm_90 only; wheels in /tmp/wheels, then installed
   rm -rf /tmp/build /tmp/wheels && mkdir -p /tmp/build /tmp/wheels && cd /tmp/build || exit 1
   for f in "$1"/.devcarry/causal_conv1d-*.tar.gz "$1"/.devcarry/mamba_ssm-*.tar.gz; do tar xzf "$f"; done
@@ -237,14 +268,7 @@ run58)  # session 8, lease 2: where a graphed 8- and 64-frame inference step spe
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
   timeout 200 python3 benchmarks/model.py --models ours --frames 8,64 --train-frames "" --profile \
       --out "$OUT/profile.json" > "$OUT/profile.log" 2>&1; tail -4 "$OUT/profile.log"
-  python3 - "$OUT/profile.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))["results"]["ours"]["inference"]
-for frames, v in r.items():
-    print(frames, "frames: gpu ms/step", round(v["gpu_ms_per_step"], 3))
-    for k in v["top_kernels"]:
-        print("   %7.3f ms %5.0f calls  %s" % (k["ms_per_step"], k["calls_per_step"], k["kernel"][:70]))
-PY
+  top_kernels "$OUT/profile.json"
   timeout 150 python3 benchmarks/scan.py --backends "" --lengths 1569,12545 --check-lengths 0 \
       --pair "8,8;4,16;8,16" --pair-batches 8 --out "$OUT/pair3.json" > "$OUT/pair3.log" 2>&1
   grep "pair B=" "$OUT/pair3.log"; echo "done at $(elapsed)s"
@@ -367,26 +391,13 @@ run72)  # session 10: the pair forward adding each direction's gated output atom
         # tests of the bidirectional path, the pair probe at batch 8, graphed inference ABAB,
         # then where a graphed 8-frame step spends its GPU time now
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
-  timeout 200 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q --tb=short \
-      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
-  grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5; echo "at $(elapsed)s"
-  for g in 1 0; do
-    VIDEOMAMBA_FWD_GATE=$g timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
-        --check-lengths 0 --pair "8,8" --pair-batches 8 --out "$OUT/pair_gate$g.json" > /tmp/pair$g.log 2>&1
-    grep "pair B=" /tmp/pair$g.log | sed "s/^/gate=$g /"; done
-  echo "at $(elapsed)s"
+  gpu_tests_of 200 "$OUT/gpu_tests.log" tests/ops/test_triton_bidir.py
+  pair_probe_ab VIDEOMAMBA_FWD_GATE gate 1 0
   graphed_abab VIDEOMAMBA_FWD_GATE gate 70 /tmp/infer_gate 8,32,64 1 0
   echo "at $(elapsed)s"
   timeout 120 python3 benchmarks/model.py --models ours --frames 8 --train-frames "" --profile \
       --out "$OUT/profile.json" > "$OUT/profile.log" 2>&1; tail -2 "$OUT/profile.log"
-  python3 - "$OUT/profile.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))["results"]["ours"]["inference"]
-for frames, v in r.items():
-    print(frames, "frames: gpu ms/step", round(v["gpu_ms_per_step"], 3))
-    for k in v["top_kernels"]:
-        print("   %7.3f ms %5.0f calls  %s" % (k["ms_per_step"], k["calls_per_step"], k["kernel"][:70]))
-PY
+  top_kernels "$OUT/profile.json"
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
 run73)  # session 10: the PAIRS pair forward loading B and C as each lane needs them (16-bit
@@ -394,14 +405,8 @@ run73)  # session 10: the PAIRS pair forward loading B and C as each lane needs 
         # VIDEOMAMBA_FWD_BC_LANES 1) against the shared-memory broadcast (0), same tree: GPU
         # tests of the bidirectional path, the pair probe at batch 8, graphed inference ABAB
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
-  timeout 200 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q --tb=short \
-      -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
-  grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5; echo "at $(elapsed)s"
-  for v in 1 0; do
-    VIDEOMAMBA_FWD_BC_LANES=$v timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
-        --check-lengths 0 --pair "8,8" --pair-batches 8 --out "$OUT/pair_lanes$v.json" > /tmp/pair$v.log 2>&1
-    grep "pair B=" /tmp/pair$v.log | sed "s/^/bc_lanes=$v /"; done
-  echo "at $(elapsed)s"
+  gpu_tests_of 200 "$OUT/gpu_tests.log" tests/ops/test_triton_bidir.py
+  pair_probe_ab VIDEOMAMBA_FWD_BC_LANES lanes 1 0
   graphed_abab VIDEOMAMBA_FWD_BC_LANES bc_lanes 70 /tmp/infer_lanes 8,32,64 1 0
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
@@ -409,10 +414,8 @@ run74)  # session 10: both branches' convs + SiLU, x_proj and dt_proj in one ker
         # (VIDEOMAMBA_BRANCH_IN 1) against the conv kernel and four cuBLAS GEMMs (0), same
         # tree: GPU tests of the kernel and the bidirectional path, the sweep, graphed ABAB
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
-  timeout 240 python3 -m pytest tests/ops/test_triton_branch_in.py tests/ops/test_triton_bidir.py \
-      -m gpu -q --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
-  tail -1 "$OUT/gpu_tests.log" | cut -c1-200; grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5
-  echo "at $(elapsed)s"
+  gpu_tests_of 240 "$OUT/gpu_tests.log" tests/ops/test_triton_branch_in.py \
+      tests/ops/test_triton_bidir.py
   timeout 150 python3 benchmarks/model.py --branch-in-sweep > "$OUT/branch_in_sweep.log" 2>&1
   grep -E "branch inputs" "$OUT/branch_in_sweep.log"; echo "at $(elapsed)s"
   graphed_abab VIDEOMAMBA_BRANCH_IN branch_in 70 /tmp/infer_bi 8,32,64 1 0
@@ -430,9 +433,7 @@ run75)  # session 10, final lease, call 1: the official stack's build in the bac
     PYTHONPATH=$P graphed_inference 80 "$v $i" "$OUT/infer_${v}_$i.json" --models ours --frames 8,32,64
   done; done
   rm -f "$OUT"/infer_*_2.json "$OUT/infer.log"; echo "at $(elapsed)s"
-  timeout 200 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q --tb=short \
-      -p no:cacheprovider > "$OUT/gpu_tests_bidir.log" 2>&1; tail -1 "$OUT/gpu_tests_bidir.log" | cut -c1-200
-  grep -E "^FAILED" "$OUT/gpu_tests_bidir.log" | head -5; echo "tests done at $(elapsed)s"
+  gpu_tests_of 200 "$OUT/gpu_tests_bidir.log" tests/ops/test_triton_bidir.py
   while [ ! -f /tmp/build.ok ] && [ "$(elapsed)" -lt 585 ]; do sleep 5; done
   echo "build ok: $([ -f /tmp/build.ok ] && echo yes || echo no) at $(elapsed)s"; tail -2 /tmp/build.log
   ;;
@@ -487,14 +488,8 @@ run80)  # session 10: the pair forward issuing the loads of tile k + 2 before th
         # tile k (VIDEOMAMBA_FWD_AHEAD 2) against k + 1 (1), same tree: GPU tests of the pair
         # forward, the pair probe at batch 8, graphed inference ABAB
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
-  VIDEOMAMBA_FWD_AHEAD=2 timeout 150 python3 -m pytest tests/ops/test_triton_bidir.py -m gpu -q \
-      --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1; tail -1 "$OUT/gpu_tests.log" | cut -c1-200
-  grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5; echo "at $(elapsed)s"
-  for a in 2 1; do
-    VIDEOMAMBA_FWD_AHEAD=$a timeout 100 python3 benchmarks/scan.py --backends "" --lengths 12545,1569 \
-        --check-lengths 0 --pair "8,8" --pair-batches 8 --out "$OUT/pair_ahead$a.json" > /tmp/pair$a.log 2>&1
-    grep "pair B=" /tmp/pair$a.log | sed "s/^/ahead=$a /"; done
-  echo "at $(elapsed)s"
+  VIDEOMAMBA_FWD_AHEAD=2 gpu_tests_of 150 "$OUT/gpu_tests.log" tests/ops/test_triton_bidir.py
+  pair_probe_ab VIDEOMAMBA_FWD_AHEAD ahead 2 1
   graphed_abab VIDEOMAMBA_FWD_AHEAD ahead 70 /tmp/infer_ahead 8,32,64 2 1
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
   ;;
@@ -502,10 +497,8 @@ run81)  # session 10: both branches' x_proj and dt_proj in one launch after the 
         # (VIDEOMAMBA_FUSED_PROJ 1) against four cuBLAS GEMMs (0), same tree: GPU tests of the
         # kernel and of the bidirectional path with it, the sweep, graphed inference ABAB
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
-  VIDEOMAMBA_FUSED_PROJ=1 timeout 200 python3 -m pytest tests/ops/test_triton_proj.py \
-      tests/ops/test_triton_bidir.py -m gpu -q --tb=short -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
-  tail -1 "$OUT/gpu_tests.log" | cut -c1-200; grep -E "^FAILED" "$OUT/gpu_tests.log" | head -5
-  echo "at $(elapsed)s"
+  VIDEOMAMBA_FUSED_PROJ=1 gpu_tests_of 200 "$OUT/gpu_tests.log" tests/ops/test_triton_proj.py \
+      tests/ops/test_triton_bidir.py
   timeout 120 python3 benchmarks/model.py --proj-sweep > "$OUT/proj_sweep.log" 2>&1
   grep -E "projections" "$OUT/proj_sweep.log"; echo "at $(elapsed)s"
   graphed_abab VIDEOMAMBA_FUSED_PROJ proj 70 /tmp/infer_proj 8,32,64 1 0

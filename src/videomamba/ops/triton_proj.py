@@ -19,6 +19,7 @@ import triton.language as tl
 from torch import Tensor
 
 from videomamba.ops.selective_scan.triton_common import interpreting
+from videomamba.ops.triton_conv import _config_from_env
 
 # Triton's CPU interpreter multiplies 16-bit floats in tl.dot as their bit patterns (3.6)
 _UPCAST_DOT: tl.constexpr = tl.constexpr(interpreting())
@@ -42,10 +43,10 @@ def _weight_cols(w_ptr, sw_r, first_r, n_r, offs_k, mask_k, BLOCK_R: tl.constexp
 
 
 @triton.jit
-def _store_cols(ptr, acc, rows, mask_m, first_c, n_c, BLOCK_C: tl.constexpr):
+def _store_cols(acc, rows, mask_m, first_c, n_c, BLOCK_C: tl.constexpr):
     """``acc`` ``(BLOCK_M, BLOCK_C)`` into columns ``first_c ..`` of row pointers ``rows``."""
     c = tl.arange(0, BLOCK_C)
-    tl.store(rows[:, None] + (first_c + c)[None, :], acc.to(ptr.dtype.element_ty),
+    tl.store(rows[:, None] + (first_c + c)[None, :], acc.to(rows.dtype.element_ty),
              mask=mask_m[:, None] & (c < n_c)[None, :])
 
 
@@ -93,8 +94,8 @@ def _projections_kernel(
         bc = _dot(u, _weight_cols(px_ptr, spx_r, dt_rank, n_bc, offs_k, mask_k, BLOCK_BC), bc,
                   PRECISION)
     dbl_rows = dbl_ptr + row * sdbl_r
-    _store_cols(dbl_ptr, dt, dbl_rows, mask_m, 0, dt_rank, BLOCK_DT)
-    _store_cols(dbl_ptr, bc, dbl_rows, mask_m, dt_rank, n_bc, BLOCK_BC)
+    _store_cols(dt, dbl_rows, mask_m, 0, dt_rank, BLOCK_DT)
+    _store_cols(bc, dbl_rows, mask_m, dt_rank, n_bc, BLOCK_BC)
     # dt_proj reads dt as x_proj wrote it (rounded to the input dtype); its columns past
     # dt_rank are zero and meet zero weights
     _delta_tiles(dt.to(dbl_ptr.dtype.element_ty), pd_ptr, spd_d, dt_rank, d_ptr + row * sd_r,
@@ -118,14 +119,8 @@ def projections_config() -> tuple[int, int, int, int]:
     """(BLOCK_M, BLOCK_K, BLOCK_N, num_warps), or the ``VIDEOMAMBA_FUSED_PROJ_CONFIG``
     override. The default was the fastest of run 81's seven at L=1569 and within 2 % of the
     fastest (128,64,128,8) at 6273 and 12545."""
-    text = os.environ.get("VIDEOMAMBA_FUSED_PROJ_CONFIG")
-    if not text:
-        return (16, 32, 32, 4) if interpreting() else (64, 64, 128, 4)
-    values = tuple(int(v) for v in text.split(","))
-    if len(values) != 4:
-        raise ValueError(f"VIDEOMAMBA_FUSED_PROJ_CONFIG={text!r}: expected BLOCK_M,BLOCK_K,"
-                         "BLOCK_N,warps")
-    return values  # type: ignore[return-value]
+    default = (16, 32, 32, 4) if interpreting() else (64, 64, 128, 4)
+    return _config_from_env("VIDEOMAMBA_FUSED_PROJ_CONFIG", default)
 
 
 def branch_projections(u_f: Tensor, u_b: Tensor, x_proj: tuple[Tensor, Tensor],

@@ -164,9 +164,7 @@ def summary(records: list[dict]) -> list[dict]:
                      "layout": arithmetic_layout(r["ttgir"]),
                      "resources": r["resources"],
                      "instructions": len(re.findall(r"/\*[0-9a-f]{4,}\*/", r["sass"])),
-                     "loops": loop[:5],
-                     # atomic and reduction opcodes in full (vector width, type)
-                     "atomics": sorted(set(re.findall(r"\b((?:RED|ATOM)G?\.[\w.]+)", r["sass"])))})
+                     "loops": loop[:5]})
     return rows
 
 

@@ -100,6 +100,11 @@
 #                                         # kernel vs four cuBLAS GEMMs
 #   bash benchmarks/device_run.sh run82   # session 10, last lease: run69's build + every GPU test,
 #   bash benchmarks/device_run.sh run83   # then run70's side by side on the final tree
+#   bash benchmarks/device_run.sh run84   # session 11 (runs 84 and 85): the gate + sum + out_proj
+#                                         # GEMM: official build (background, unused), its GPU
+#                                         # tests, its sweep, graphed inference ABAB against
+#                                         # gate_sum + cuBLAS;
+#   bash benchmarks/device_run.sh run86   # session 11: the same sweep with register caps
 #   bash benchmarks/device_run.sh run77   # then every GPU test (runs 76-77 ran as these
 #                                         # commands typed directly, without the script)
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per
@@ -204,6 +209,23 @@ PY
     (cd "$d" && python3 -m pip wheel -q --no-build-isolation --no-deps --no-index -w /tmp/wheels .) || exit 1
   done
   python3 -m pip install -q --no-deps --no-index /tmp/wheels/*.whl && touch /tmp/build.ok
+}
+
+best_out_config() {  # SWEEP_LOG: "export VIDEOMAMBA_FUSED_OUT_CONFIG=..." for the fused config
+  # of model.py --out-sweep with the least time summed over its lengths (nothing for "default")
+  python3 - "$1" <<'PY'
+import collections, re, sys
+total, seen = collections.Counter(), collections.Counter()
+for line in open(sys.argv[1]):
+    m = re.match(r"L=\d+ gate \+ out_proj fused (\S+): ([\d.]+) ms", line)
+    if m:
+        total[m[1]] += float(m[2]); seen[m[1]] += 1
+full = [c for c in total if seen[c] == max(seen.values())]
+if full:
+    best = min(full, key=total.__getitem__)
+    if best != "default":
+        print(f"export VIDEOMAMBA_FUSED_OUT_CONFIG={best}")
+PY
 }
 
 best_configs() {  # export the sweep's best configs (JSON from scan.py --sweep), if it has them
@@ -503,6 +525,25 @@ run81)  # session 10: both branches' x_proj and dt_proj in one launch after the 
   grep -E "projections" "$OUT/proj_sweep.log"; echo "at $(elapsed)s"
   graphed_abab VIDEOMAMBA_FUSED_PROJ proj 70 /tmp/infer_proj 8,32,64 1 0
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run84)  # session 11, runs 84 and 85 (one lease each): the official stack's build in the
+        # background (not used: no side by side followed); the gate, sum and out_proj GEMM
+        # (ops/triton_gated_out.py): its GPU tests and the mixer's, its config sweep, graphed
+        # inference ABAB, VIDEOMAMBA_FUSED_OUT auto / 0, with the sweep's fastest config
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/device.txt"
+  (setsid bash "$0" build > /tmp/build.log 2>&1 &)
+  gpu_tests_of 200 "$OUT/gpu_tests.log" tests/ops/test_triton_gated_out.py \
+      tests/ops/test_triton_bidir.py
+  timeout 100 python3 benchmarks/model.py --out-sweep > "$OUT/out_sweep.log" 2>&1
+  grep -E "gate \+ out_proj" "$OUT/out_sweep.log"; echo "at $(elapsed)s"
+  best_out_config "$OUT/out_sweep.log" > /tmp/best_out_config; cat /tmp/best_out_config
+  . /tmp/best_out_config
+  graphed_abab VIDEOMAMBA_FUSED_OUT out 65 /tmp/infer_out 8,32,64 auto 0
+  rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run86)  # session 11: run84's sweep with register caps (config/cap), no tests
+  timeout 150 python3 benchmarks/model.py --out-sweep > "$OUT/out_sweep_b.log" 2>&1
+  grep -E "gate \+ out_proj" "$OUT/out_sweep_b.log"; echo "at $(elapsed)s"
   ;;
 run62)  # call 2, same machine: every GPU test of the scan and mixer paths on the final tree
   timeout 560 python3 -m pytest tests/ops tests/engine/test_cuda_graph.py -m gpu -q --tb=short \

@@ -105,6 +105,8 @@
 #                                         # tests, its sweep, graphed inference ABAB against
 #                                         # gate_sum + cuBLAS;
 #   bash benchmarks/device_run.sh run86   # session 11: the same sweep with register caps
+#                                         # (runs 84-86 need commit bc306bb's tree: its kernel,
+#                                         # tests and model.py --out-sweep were removed after it)
 #   bash benchmarks/device_run.sh run77   # then every GPU test (runs 76-77 ran as these
 #                                         # commands typed directly, without the script)
 #   bash benchmarks/device_run.sh run53   # session 7: both forwards in one launch vs one per

@@ -441,60 +441,6 @@ def proj_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
     return lines
 
 
-# the gate + sum + out_proj kernel's (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)
-OUT_CONFIGS = ("default", "128,128,32,8,3", "128,128,32,8,2", "128,128,16,8,4",
-               "64,128,32,8,3/128", "64,128,32,8,4/128", "64,128,16,8,4/128", "64,64,32,4,3/128",
-               "64,64,32,4,4", "128,64,32,8,3", "128,128,32,8,3/232")
-
-
-def out_sweep(lengths: tuple[int, ...] = (1569, 6273, 12545)) -> list[str]:
-    """The mixer's gate, sum of both directions and out_proj (VideoMamba-S: D=768, d_model 384;
-    bf16, the pair forward's and in_proj's layouts): the fused kernel
-    (``ops/triton_gated_out.py``) for each of ``OUT_CONFIGS`` against ``gate_sum`` and
-    ``F.linear`` (cuBLAS); median of ``triton.testing.do_bench_cudagraph`` (GPU time, no host),
-    and the fused kernel's traffic floor (read y_f, y_b, z, write the output) at 3 TB/s."""
-    import torch.nn.functional as F
-    import triton.testing
-
-    from videomamba.ops.selective_scan.triton_tile import gate_sum
-    from videomamba.ops.triton_gated_out import gated_out_projection
-
-    lines = []
-    for length in lengths:
-        ys = [torch.randn(BATCH, length, 768, device="cuda", dtype=torch.bfloat16).transpose(1, 2)
-              for _ in range(2)]
-        z = torch.randn(BATCH, length, 1536, device="cuda",
-                        dtype=torch.bfloat16).transpose(1, 2)[:, 768:]
-        w = torch.randn(384, 768, device="cuda", dtype=torch.bfloat16) * 0.03
-        floor = (3 * ys[0].numel() + BATCH * length * 384) * 2 / 3.0e12 * 1e3
-
-        def unfused():
-            F.linear(gate_sum(ys[0], ys[1], z).transpose(1, 2), w)
-
-        ms = triton.testing.do_bench_cudagraph(unfused, return_mode="median")
-        lines.append(f"L={length} gate + out_proj unfused (gate_sum, F.linear): {ms:.4f} ms "
-                     f"(floor ~{floor:.4f} ms)")
-        print(lines[-1], flush=True)
-        for config in OUT_CONFIGS:  # "tiles/register cap"
-            tiles, _, cap = config.partition("/")
-            with kernel_config("VIDEOMAMBA_FUSED_OUT_CONFIG", tiles), \
-                    kernel_config("VIDEOMAMBA_FUSED_OUT_MAXNREG", cap or "default"):
-                def fused():
-                    gated_out_projection(ys[0], ys[1], z, w)
-
-                try:
-                    fused()
-                    ms = triton.testing.do_bench_cudagraph(fused, return_mode="median")
-                except Exception as err:  # a configuration the compiler rejects
-                    print(f"L={length} gate + out_proj {config} failed: {err!r}"[:300],
-                          flush=True)
-                    continue
-            lines.append(f"L={length} gate + out_proj fused {config}: {ms:.4f} ms "
-                         f"(floor ~{floor:.4f} ms)")
-            print(lines[-1], flush=True)
-    return lines
-
-
 def parity(official_dir: str) -> dict:
     """Ours with the official model's weights (strict load) against the official model, float32,
     same clip: relative error of the logits."""
@@ -568,9 +514,6 @@ def main() -> int:
     parser.add_argument("--proj-sweep", action="store_true",
                         help="no model: time the fused x_proj + dt_proj kernel's configurations "
                              "against four cuBLAS GEMMs")
-    parser.add_argument("--out-sweep", action="store_true",
-                        help="no model: time the fused gate + sum + out_proj kernel's "
-                             "configurations against gate_sum and a cuBLAS GEMM")
     parser.add_argument("--conv-bench", action="store_true",
                         help="no model: time the fused bidirectional conv + SiLU kernel against "
                              "the grouped conv")
@@ -592,9 +535,6 @@ def main() -> int:
         return 0
     if args.proj_sweep:
         proj_sweep()
-        return 0
-    if args.out_sweep:
-        out_sweep()
         return 0
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "device": torch.cuda.get_device_name(), "torch": torch.__version__,

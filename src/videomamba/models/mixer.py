@@ -92,9 +92,7 @@ class BiMambaMixer(nn.Module):
     def forward(self, hidden_states: Tensor) -> Tensor:
         """``hidden_states`` ``(B, L, d)`` -> ``(B, L, d)``."""
         if self._fused_triton(hidden_states):
-            if self._needs_grad(hidden_states):
-                return self.out_proj(self._bidirectional_triton(hidden_states).transpose(1, 2))
-            return self._bidirectional_triton(hidden_states, with_out_proj=True)
+            return self.out_proj(self._bidirectional_triton(hidden_states).transpose(1, 2))
         xz = self.in_proj(hidden_states).transpose(1, 2)  # (B, 2*d_inner, L)
         forward = self._scan(xz, self.conv1d, self.x_proj, self.dt_proj, self.A_log, self.D)
         backward = self._scan(xz.flip(-1), self.conv1d_b, self.x_proj_b, self.dt_proj_b,
@@ -112,21 +110,11 @@ class BiMambaMixer(nn.Module):
             name = get_default_backend() or "triton"
         return name == "triton"
 
-    def _needs_grad(self, hidden_states: Tensor) -> bool:
-        return torch.is_grad_enabled() and (
-            hidden_states.requires_grad or any(p.requires_grad for p in self.parameters()))
-
-    def _bidirectional_triton(self, hidden_states: Tensor, with_out_proj: bool = False) -> Tensor:
+    def _bidirectional_triton(self, hidden_states: Tensor) -> Tensor:
         """``hidden_states`` ``(B, L, d)`` -> the summed, gated branches ``(B, d_inner, L)``,
         in_proj included: the op keeps ``hidden_states`` for the backward and recomputes
-        in_proj's output there (``triton_bidir.bimamba_mixer_triton``). ``with_out_proj``: the
-        mixer's output ``(B, L, d)`` instead, the gate, sum and out_proj as one GEMM where no
-        gradient is needed (``triton_bidir.bimamba_mixer_out_triton``)."""
-        from videomamba.ops.selective_scan.triton_bidir import (
-            BranchWeights,
-            bimamba_mixer_out_triton,
-            bimamba_mixer_triton,
-        )
+        in_proj's output there (``triton_bidir.bimamba_mixer_triton``)."""
+        from videomamba.ops.selective_scan.triton_bidir import BranchWeights, bimamba_mixer_triton
 
         dtype = hidden_states.dtype  # what autocast would run in_proj in
         if torch.is_autocast_enabled(hidden_states.device.type):
@@ -135,10 +123,6 @@ class BiMambaMixer(nn.Module):
                                 self.dt_proj.weight, self.dt_proj.bias, self.A_log, self.D)
         backward = BranchWeights(self.conv1d_b.weight, self.conv1d_b.bias, self.x_proj_b.weight,
                                  self.dt_proj_b.weight, self.dt_proj_b.bias, self.A_b_log, self.D_b)
-        if with_out_proj:
-            return bimamba_mixer_out_triton(hidden_states.to(dtype), self.in_proj.weight, forward,
-                                            backward, self.out_proj.weight, self.d_state,
-                                            self.dt_rank)
         return bimamba_mixer_triton(hidden_states.to(dtype), self.in_proj.weight, forward,
                                     backward, self.d_state, self.dt_rank)
 

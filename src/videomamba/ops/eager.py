@@ -67,17 +67,6 @@ class AutogradRoute:
         return self.impl(*args)
 
 
-class ForwardRoute:
-    """A custom op without autograd (inference only): the op while compiling, with eager routes
-    off and for fake or meta tensors; otherwise ``impl`` called directly."""
-
-    def __init__(self, op: Callable, impl: Callable):
-        self.op, self.impl = op, impl
-
-    def __call__(self, *args: Any) -> Any:
-        return self.op(*args) if _use_op(args) else self.impl(*args)
-
-
 class _EagerFunction(torch.autograd.Function):
     """Autograd of an :class:`AutogradRoute`: the custom op's ``setup_context`` and backward
     contracts (``backward(ctx, *output_grads)`` returns one gradient per op input)."""

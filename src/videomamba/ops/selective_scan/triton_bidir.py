@@ -24,14 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from videomamba.ops.eager import AutogradRoute, ForwardRoute
+from videomamba.ops.eager import AutogradRoute
 from videomamba.ops.grad_buffers import bias_grad_like, dense_like
 from videomamba.ops.selective_scan.triton_common import segment_length
 from videomamba.ops.selective_scan.triton_op import run_bwd, run_fwd, saved_shape
 from videomamba.ops.selective_scan.triton_tile import pair_forward_fits, tile_fwd_pair
 from videomamba.ops.selective_scan.triton_tile_bwd import lean_bwd_pair, pair_programs_fill_gpu
 from videomamba.ops.triton_conv import conv_silu_backward, conv_silu_forward
-from videomamba.ops.triton_gated_out import fused_gated_out, gated_out_projection
 from videomamba.ops.triton_proj import branch_projections, fused_projections
 
 
@@ -55,7 +54,7 @@ def _scan_pair_forward(f: tuple, b: tuple, z: Tensor) -> tuple[Tensor, Tensor, T
     ``VIDEOMAMBA_FWD_PAIR=0`` one after the other, the second adding to the first's output and
     gating."""
     batch, channels, length = z.shape
-    y = _pair_output(z)
+    y = torch.empty((batch, length, channels), dtype=z.dtype, device=z.device).transpose(1, 2)
     if pair_forward_fits():
         ck_f, ck_b = tile_fwd_pair(f, b, z, True, y,
                                    ck_steps=segment_length(batch, channels, length))
@@ -63,12 +62,6 @@ def _scan_pair_forward(f: tuple, b: tuple, z: Tensor) -> tuple[Tensor, Tensor, T
     _, _, ck_f = run_fwd(*f[:6], None, f[6], True, False, out=y, accumulate=False, a_is_log=True)
     _, _, ck_b = run_fwd(*b[:6], z, b[6], True, True, out=y, accumulate=True, a_is_log=True)
     return y, ck_f, ck_b
-
-
-def _pair_output(z: Tensor) -> Tensor:
-    """An output of the scan pair: ``(B, D, L)`` in ``(B, L, D)`` memory, ``z``'s dtype."""
-    batch, channels, length = z.shape
-    return torch.empty((batch, length, channels), dtype=z.dtype, device=z.device).transpose(1, 2)
 
 
 def _scan_pair_backward(dy: Tensor, f: tuple, b: tuple, z: Tensor, ck_f: Tensor,
@@ -448,70 +441,3 @@ def bimamba_mixer_triton(
     y, *_ = _MIXER(hidden, in_proj_weight.to(hidden.dtype), *forward, *backward, d_state,
                    dt_rank)
     return y
-
-
-# --- inference: the gate, the sum and out_proj as one GEMM -----------------------------------
-#
-# Without a backward to come, the pair forward leaves both directions' outputs ungated and one
-# Triton GEMM gates, sums and multiplies them by out_proj's weight while loading its tiles
-# (``ops/triton_gated_out.py``): ``gate_sum``'s write and out_proj's read of ``y`` (two
-# (B, L, D) passes per block) and a launch are gone.
-
-def _mixer_out_forward(xz: Tensor, fw: BranchWeights, bw: BranchWeights, out_proj_w: Tensor,
-                       d_state: int, dt_rank: int) -> Tensor:
-    """``out_proj`` of the gated, summed branches of ``xz`` ``(B, 2*D, L)``: ``(B, L, F)``."""
-    _, z, f, b = _branches(xz, fw, bw, d_state, dt_rank)
-    out_proj_w = out_proj_w.to(z.dtype)
-    y = _pair_output(z)
-    if pair_forward_fits() and fused_gated_out(y, z):
-        batch, channels, length = z.shape
-        y_b = torch.empty_like(y)
-        tile_fwd_pair(f.scan_in, b.scan_in, z, True, y,
-                      ck_steps=segment_length(batch, channels, length), y_b=y_b)
-        return gated_out_projection(y, y_b, z, out_proj_w)
-    y, _, _ = _scan_pair_forward(f.scan_in, b.scan_in, z)
-    return F.linear(y.transpose(1, 2), out_proj_w)
-
-
-def _mixer_out_impl(
-    hidden: Tensor, in_proj_w: Tensor,
-    conv_w_f: Tensor, conv_b_f: Tensor | None, x_proj_f: Tensor, dt_w_f: Tensor, dt_b_f: Tensor,
-    A_log_f: Tensor, D_f: Tensor,
-    conv_w_b: Tensor, conv_b_b: Tensor | None, x_proj_b: Tensor, dt_w_b: Tensor, dt_b_b: Tensor,
-    A_log_b: Tensor, D_b: Tensor,
-    out_proj_w: Tensor, d_state: int, dt_rank: int,
-) -> Tensor:
-    fw = _branch_weights(conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f)
-    bw = _branch_weights(conv_w_b, conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b)
-    return _mixer_out_forward(_in_proj(hidden, in_proj_w), fw, bw, out_proj_w, d_state, dt_rank)
-
-
-_bimamba_mixer_out = torch.library.custom_op("videomamba::bimamba_mixer_out", _mixer_out_impl,
-                                             mutates_args=())
-
-
-@_bimamba_mixer_out.register_fake
-def _(hidden, in_proj_w, conv_w_f, conv_b_f, x_proj_f, dt_w_f, dt_b_f, A_log_f, D_f, conv_w_b,
-      conv_b_b, x_proj_b, dt_w_b, dt_b_b, A_log_b, D_b, out_proj_w, d_state, dt_rank):
-    dtype = torch.promote_types(hidden.dtype, in_proj_w.dtype)
-    return hidden.new_empty((hidden.shape[0], hidden.shape[1], out_proj_w.shape[0]), dtype=dtype)
-
-
-_MIXER_OUT = ForwardRoute(_bimamba_mixer_out, _mixer_out_impl)
-
-
-def bimamba_mixer_out_triton(
-    hidden: Tensor, in_proj_weight: Tensor, forward: BranchWeights, backward: BranchWeights,
-    out_proj_weight: Tensor, d_state: int, dt_rank: int
-) -> Tensor:
-    """``out_proj`` of :func:`bimamba_mixer_triton`: ``hidden`` ``(B, L, d_model)``,
-    ``out_proj_weight`` ``(F, D)`` -> ``(B, L, F)`` in ``hidden``'s dtype (the compute dtype, as
-    there). Without autograd one op whose gate, sum and ``out_proj`` are one GEMM
-    (``videomamba::bimamba_mixer_out``); with it, :func:`bimamba_mixer_triton` and ``F.linear``."""
-    if _needs_grad(hidden, in_proj_weight, out_proj_weight, *forward, *backward):
-        y = bimamba_mixer_triton(hidden, in_proj_weight, forward, backward, d_state, dt_rank)
-        return F.linear(y.transpose(1, 2), out_proj_weight.to(y.dtype))
-    dtype = hidden.dtype
-    forward, backward = _matmul_weights_in(forward, dtype), _matmul_weights_in(backward, dtype)
-    return _MIXER_OUT(hidden, _cast_once(in_proj_weight, dtype), *forward, *backward,
-                      _cast_once(out_proj_weight, dtype), d_state, dt_rank)

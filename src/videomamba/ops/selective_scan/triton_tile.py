@@ -472,15 +472,12 @@ def pair_forward_fits() -> bool:
 
 
 def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor,
-                  ck_steps: int = 0, a_is_log: bool = True,
-                  y_b: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                  ck_steps: int = 0, a_is_log: bool = True) -> tuple[Tensor, Tensor]:
     """Both directions of a bidirectional block in one launch: ``y = silu(z) * (scan_f +
     reverse_scan_b)`` written into ``y`` ``(B, D, L)`` (any strides), and each direction's
     states every ``ck_steps`` (as :func:`tile_fwd`'s ``ck``). ``f``/``b``: each direction's
     ``(u, delta, A, B, C, D, delta_bias)`` with the same strides. The reverse direction writes
-    its ungated output to a buffer in ``y``'s layout that :func:`gate_sum` adds; given ``y_b``
-    (in ``y``'s strides), it writes there instead and nothing is gated: ``y`` and ``y_b`` are
-    the two ungated outputs (for ``ops/triton_gated_out.py``)."""
+    its ungated output to a buffer in ``y``'s layout that :func:`gate_sum` adds."""
     u, delta, A, _, _, D, delta_bias = f
     batch, channels, length = u.shape
     n_state = A.shape[1]
@@ -493,12 +490,7 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
     n_pow2 = max(triton.next_power_of_2(n_state), 2)
     n_ck = (length - 1) // ck_steps if ck_steps else 0
     f32 = dict(device=u.device, dtype=torch.float32)
-    gate = y_b is None
-    if gate:
-        y_b = torch.empty_strided(y.shape, y.stride(), dtype=y.dtype, device=y.device)
-    elif y_b.stride() != y.stride() or y_b.shape != y.shape:
-        raise ValueError(f"tile_fwd_pair: y_b {tuple(y_b.shape)} / {tuple(y_b.stride())} "
-                         f"needs y's shape and strides {tuple(y.shape)} / {tuple(y.stride())}")
+    y_b = torch.empty_strided(y.shape, y.stride(), dtype=y.dtype, device=y.device)
     per_dir = []
     for (u_, delta_, A_, _, _, D_, bias_), B4, C4, out in zip((f, b), B4s, C4s, (y, y_b)):
         At, sA_d, sA_n = a_layout(A_)
@@ -518,8 +510,7 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
         EVEN_N=n_pow2 == n_state, num_warps=max(block_d // 32, 1),
         PAIRS=pairs_layout(t, block_d, n_pow2), SCATTER=not interpreting(),
         **({"maxnreg": maxnreg} if maxnreg else {}))
-    if gate:
-        gate_sum(y, y_b, z)
+    gate_sum(y, y_b, z)
     return per_dir[0][9], per_dir[1][9]
 
 

@@ -105,6 +105,9 @@
 #                                         # tests, its sweep, graphed inference ABAB against
 #                                         # gate_sum + cuBLAS;
 #   bash benchmarks/device_run.sh run86   # session 11: the same sweep with register caps
+#   bash benchmarks/device_run.sh run87   # session 11: where the host's time goes (host_breakdown)
+#   bash benchmarks/device_run.sh run89   # session 11: the Triton launch fast path: every GPU
+#                                         # test, the host breakdown with it on and off
 #                                         # (runs 84-86 need commit bc306bb's tree: its kernel,
 #                                         # tests and model.py --out-sweep were removed after it)
 #   bash benchmarks/device_run.sh run77   # then every GPU test (runs 76-77 ran as these
@@ -542,6 +545,31 @@ run84)  # session 11, runs 84 and 85 (one lease each): the official stack's buil
   . /tmp/best_out_config
   graphed_abab VIDEOMAMBA_FUSED_OUT out 65 /tmp/infer_out 8,32,64 auto 0
   rm -f "$OUT/infer.log"; echo "done at $(elapsed)s"
+  ;;
+run87)  # session 11: where the host's time goes in eager steps on a tiny clip, with and without
+        # the Triton launches, torch.profiler's CPU ops and cProfile (benchmarks/host_breakdown.py)
+  timeout 300 python3 benchmarks/host_breakdown.py --out "$OUT/host_breakdown.txt" 2>&1 | tail -8
+  echo "done at $(elapsed)s"
+  ;;
+run88)  # session 11: the Triton launch fast path (ops/triton_launch.py), first version (its
+        # hook check never let it run: Triton 3.6's launch hooks are empty chains, not None): its
+        # GPU tests and the mixer's, the host breakdown, eager inference and training ABAB
+  gpu_tests_of 200 "$OUT/gpu_tests.log" tests/ops/test_triton_launch.py \
+      tests/ops/test_triton_bidir.py tests/ops/test_triton_norm.py
+  timeout 200 python3 benchmarks/host_breakdown.py --out "$OUT/host_breakdown.txt" 2>&1 \
+      | grep "per step"; echo "at $(elapsed)s"
+  for i in 1 2; do for v in 1 0; do
+    VIDEOMAMBA_FAST_LAUNCH=$v timeout 100 python3 benchmarks/model.py --models ours \
+        --frames 8,16 --train-frames 8,16 --out "$OUT/eager_fast${v}_$i.json" > /tmp/eager.log 2>&1
+    echo "fast=$v $i: $(grep -v '^    ' /tmp/eager.log | grep -E '^(inference|training) ' | tr '\n' ' ')"
+  done; done; echo "done at $(elapsed)s"
+  ;;
+run89)  # session 11: the launch fast path, fixed: every GPU test of tests/ops and the CUDA
+        # graphs, then the host breakdown (fast path and Triton's alternating in one process,
+        # on a 1-frame clip and on eager 8- and 16-frame steps at batch 8)
+  gpu_tests_of 400 "$OUT/gpu_tests_all.log" tests/ops tests/engine/test_cuda_graph.py
+  timeout 180 python3 benchmarks/host_breakdown.py --frames 8,16 \
+      --out "$OUT/host_breakdown.txt" 2>&1 | grep "per step"; echo "done at $(elapsed)s"
   ;;
 run86)  # session 11: run84's sweep with register caps (config/cap), no tests
   timeout 150 python3 benchmarks/model.py --out-sweep > "$OUT/out_sweep_b.log" 2>&1

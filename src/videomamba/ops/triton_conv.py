@@ -44,6 +44,7 @@ from torch import Tensor
 # imported for its side effect: under TRITON_INTERPRET=1 it installs the interpreter shims
 from videomamba.ops.grad_buffers import bias_grad_like, dense_like
 from videomamba.ops.selective_scan.triton_common import _sigmoid, interpreting  # noqa: F401
+from videomamba.ops.triton_launch import launch
 
 MAX_WIDTH = 4
 # forward (BLOCK_D, BLOCK_L, num_warps): the fastest of run 46's sweep (H200, B=8, D=768, x a
@@ -472,7 +473,8 @@ def conv_silu_forward(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,
     if sliding_forward(x):
         block_c, chunk, steps, warps = slide_config()
         grid = (triton.cdiv(length, chunk), triton.cdiv(channels, block_c), batch)
-        _bi_conv_silu_slide_kernel[grid](
+        launch(
+            _bi_conv_silu_slide_kernel, grid,
             x, wf, _dummy(b_f, wf), wb, _dummy(b_b, wb), y_f, y_b,
             channels, length, *x.stride(), *wf.stride(), *wb.stride(), *y_f.stride(),
             K=width, HAS_BF=b_f is not None, HAS_BB=b_b is not None,
@@ -481,7 +483,8 @@ def conv_silu_forward(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,
         return y_f, y_b
     block_d, block_l, warps = fwd_config()
     grid = (triton.cdiv(length, block_l), triton.cdiv(channels, block_d), batch)
-    _bi_conv_silu_fwd_kernel[grid](
+    launch(
+        _bi_conv_silu_fwd_kernel, grid,
         x, wf, _dummy(b_f, wf), wb, _dummy(b_b, wb), y_f, y_b,
         channels, length, *x.stride(), *wf.stride(), *wb.stride(), *y_f.stride(),
         K=width, HAS_BF=b_f is not None, HAS_BB=b_b is not None,
@@ -592,20 +595,23 @@ def conv_silu_backward(dy_f: Tensor, dy_b: Tensor, x: Tensor, w_f: Tensor, b_f: 
         g_f, g_b = _like_layout(x, _grad_dtype(x)), _like_layout(x, _grad_dtype(x))
         consts = dict(K=width, D_MAJOR=d_major, BLOCK_D=block_d, BLOCK_L=block_l, TILES=tiles,
                       num_warps=warps)
-        _bi_conv_silu_grads_kernel[(2 * n_groups, triton.cdiv(channels, block_d), batch)](
+        launch(
+            _bi_conv_silu_grads_kernel, (2 * n_groups, triton.cdiv(channels, block_d), batch),
             x, wf, _dummy(b_f, wf), wb, _dummy(b_b, wb), dy_f, dy_b, g_f, g_b, part,
             channels, length, *x.stride(), *wf.stride(), *wb.stride(),
             *dy_f.stride(), *dy_b.stride(), *g_f.stride(),
             HAS_BF=b_f is not None, HAS_BB=b_b is not None, **consts,
         )
-        _bi_conv_silu_dx_kernel[(n_groups, triton.cdiv(channels, block_d), batch)](
+        launch(
+            _bi_conv_silu_dx_kernel, (n_groups, triton.cdiv(channels, block_d), batch),
             g_f, g_b, wf, wb, dx, channels, length, *g_f.stride(), *wf.stride(), *wb.stride(),
             *dx.stride(), **consts,
         )
     dw_f, dw_b = dense_like(w_f), dense_like(w_b)
     db_f, db_b = bias_grad_like(b_f, w_f, channels), bias_grad_like(b_b, w_b, channels)
     if channels > 0:
-        _sum_partials_kernel[(triton.cdiv(channels, _SUM_BLOCK_D), 2 * (width + 1))](
+        launch(
+            _sum_partials_kernel, (triton.cdiv(channels, _SUM_BLOCK_D), 2 * (width + 1)),
             part, dw_f, db_f, dw_b, db_b, part.shape[0], channels, K=width,
             BLOCK_R=_SUM_BLOCK_R, BLOCK_D=_SUM_BLOCK_D,
         )

@@ -25,6 +25,7 @@ from torch import Tensor
 from videomamba.ops.eager import AutogradRoute
 # imported for its side effect: under TRITON_INTERPRET=1 it installs the interpreter shims
 from videomamba.ops.selective_scan.triton_common import interpreting  # noqa: F401
+from videomamba.ops.triton_launch import launch
 
 _BLOCK_ROWS = 8
 _ROW_BLOCKS_PER_BWD_PROGRAM = 8
@@ -110,7 +111,8 @@ def _add_rms_norm_fwd_impl(h: Tensor, residual: Tensor | None, weight: Tensor, s
         return normed, res_out, rstd
     h2 = _rows(h)
     res2 = _rows(residual) if residual is not None else h2
-    _add_rms_norm_fwd_kernel[(triton.cdiv(n_rows, _BLOCK_ROWS),)](
+    launch(
+        _add_rms_norm_fwd_kernel, (triton.cdiv(n_rows, _BLOCK_ROWS),),
         h2, res2, scale if scale is not None else h2, weight, normed, res_out, rstd,
         n_rows, _rows_per_sample(h), dim, eps,
         HAS_RES=residual is not None, HAS_SCALE=scale is not None, BLOCK_R=_BLOCK_ROWS,
@@ -150,7 +152,8 @@ def _add_rms_norm_bwd_impl(d_normed: Tensor, d_res_out: Tensor | None, res_out: 
     dw = torch.zeros((programs, dim), dtype=torch.float32, device=res_out.device)
     if n_rows > 0:
         x2 = _rows(res_out)
-        _add_rms_norm_bwd_kernel[(programs,)](
+        launch(
+            _add_rms_norm_bwd_kernel, (programs,),
             _rows(d_normed), _rows(d_res_out) if d_res_out is not None else x2, x2, weight, rstd,
             scale if scale is not None else rstd, dh, dres if has_residual else dh, dw,
             n_rows, _rows_per_sample(res_out), dim,

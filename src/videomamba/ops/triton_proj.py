@@ -20,6 +20,7 @@ from torch import Tensor
 
 from videomamba.ops.selective_scan.triton_common import interpreting
 from videomamba.ops.triton_conv import _config_from_env
+from videomamba.ops.triton_launch import launch
 
 # Triton's CPU interpreter multiplies 16-bit floats in tl.dot as their bit patterns (3.6)
 _UPCAST_DOT: tl.constexpr = tl.constexpr(interpreting())
@@ -140,7 +141,8 @@ def branch_projections(u_f: Tensor, u_b: Tensor, x_proj: tuple[Tensor, Tensor],
     pdf, pdb = (w.contiguous() for w in dt_proj)
     block_m, block_k, block_n, warps = projections_config()
     if rows > 0:
-        _projections_kernel[(triton.cdiv(rows, block_m), 2)](
+        launch(
+            _projections_kernel, (triton.cdiv(rows, block_m), 2),
             u_f, u_b, pxf, pxb, pdf, pdb, dbl[0], dbl[1], delta[0], delta[1],
             rows, channels, dt_rank, n_out - dt_rank, channels, pxf.stride(0), pdf.stride(0),
             n_out, channels, BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_N=block_n,

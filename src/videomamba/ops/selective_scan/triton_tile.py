@@ -54,6 +54,7 @@ from videomamba.ops.selective_scan.triton_common import (
     pair_groups,
     row_tile_grid,
 )
+from videomamba.ops.triton_launch import launch
 
 
 @triton.jit
@@ -420,8 +421,8 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
                  EVEN_N=n_pow2 == n_state,
                  num_warps=max(block_d // 32, 1))
     if n_seg > 1:
-        _tile_fwd[grid](*args, SUMMARY=True, SAVE_CK=False, **flags)
-    _tile_fwd[grid](*args, SUMMARY=False, SAVE_CK=n_ck > 0, **flags)
+        launch(_tile_fwd, grid, *args, SUMMARY=True, SAVE_CK=False, **flags)
+    launch(_tile_fwd, grid, *args, SUMMARY=False, SAVE_CK=n_ck > 0, **flags)
     return y, last, ck
 
 
@@ -503,7 +504,8 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
             triton.cdiv(max(length, 1), t), max(ck_steps, 1), n_ck,
             *u.stride(), *delta.stride(), *y.stride(), *B4s[0].stride(), *C4s[0].stride(),
             sA_d, sA_n)
-    _tile_fwd_pair[(batch, triton.cdiv(channels, block_d), 2)](
+    launch(
+        _tile_fwd_pair, (batch, triton.cdiv(channels, block_d), 2),
         *args, N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None,
         HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), SAVE_CK=n_ck > 0,
         SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log), BC_ALIGN=bc_alignment(*B4s, *C4s),
@@ -518,7 +520,8 @@ def gate_sum(y_f: Tensor, y_b: Tensor, z: Tensor) -> Tensor:
     """``y_f = (y_f + y_b) * silu(z)`` in place: ``(B, D, L)``, ``y_b`` in ``y_f``'s strides,
     ``z`` any strides."""
     _, channels, length = y_f.shape
-    _gate_sum_kernel[row_tile_grid(y_f.shape)](
+    launch(
+        _gate_sum_kernel, row_tile_grid(y_f.shape),
         y_f, y_b, z, length, channels, *y_f.stride(), *z.stride(), BLOCK_L=ROW_TILE[0],
         BLOCK_C=ROW_TILE[1], num_warps=4)
     return y_f

@@ -77,6 +77,7 @@ from videomamba.ops.selective_scan.triton_common import (
     pair_groups,
     row_tile_grid,
 )
+from videomamba.ops.triton_launch import launch
 
 
 @triton.jit
@@ -613,8 +614,8 @@ def lean_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, seg_le
                    BC_ATOMICS=os.environ.get("VIDEOMAMBA_LEAN_ABLATE") != "atomics",
                    BC_ALIGN=bc_alignment(B4, C4), EVEN_N=n_pow2 == n_state)
     if n_seg > 1:  # no scratch: one program per work item, as many warps as fit
-        _tile_bwd_lean[(n_work,)](*args, SUMMARY=True, **flags)
-    _tile_bwd_lean[(programs,)](*args, SUMMARY=False, **flags)
+        launch(_tile_bwd_lean, (n_work,), *args, SUMMARY=True, **flags)
+    launch(_tile_bwd_lean, (programs,), *args, SUMMARY=False, **flags)
     return _shaped(out, B, C) | {"dz": dz}
 
 
@@ -729,7 +730,7 @@ def lean_bwd_pair(dy: Tensor, f: tuple, b: tuple, z: Tensor, delta_softplus: boo
             *B4s[0].stride(), *C4s[0].stride(), sA_d, sA_n)
     flags = _flags(geo, D, delta_bias, delta_softplus, a_is_log, HAS_Z=True,
                    BC_ALIGN=bc_alignment(*B4s, *C4s), EVEN_N=n_pow2 == n_state)
-    _tile_bwd_pair[(2 * batch * n_blocks,)](*args, **flags)
+    launch(_tile_bwd_pair, (2 * batch * n_blocks,), *args, **flags)
     out_f, out_b = per_dir[0][16], per_dir[1][16]
     dz = gate_grad(dy, z, out_f.pop("partner"), out_b.pop("partner"), out=dz_out)
     return _shaped(out_f, f[3], f[4]), _shaped(out_b, b[3], b[4]), dz
@@ -742,7 +743,8 @@ def gate_grad(dy: Tensor, z: Tensor, out_f: Tensor, out_b: Tensor,
     or written into ``out`` (any strides: the mixer passes its slice of ``dxz``)."""
     _, channels, length = dy.shape
     dz = out if out is not None else torch.empty_like(dy, dtype=z.dtype)
-    _gate_grad_kernel[row_tile_grid(dy.shape)](
+    launch(
+        _gate_grad_kernel, row_tile_grid(dy.shape),
         dy, z, out_f, out_b, dz, length, channels, *dy.stride(), *z.stride(), *dz.stride(),
         BLOCK_L=ROW_TILE[0], BLOCK_C=ROW_TILE[1], num_warps=4)
     return dz

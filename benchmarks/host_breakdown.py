@@ -11,10 +11,7 @@ then torch.profiler's CPU ops of one tiny training step and cProfile's top funct
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import os
-import pstats
 import statistics
 import sys
 
@@ -22,6 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from host_overhead import per_step_ms, steps  # noqa: E402
+from host_profile import profile_steps  # noqa: E402
 
 from videomamba import create_model  # noqa: E402
 
@@ -109,23 +107,6 @@ def torch_profile(step) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=45)
 
 
-def c_profile(step, n: int = 5) -> str:
-    for _ in range(3):
-        step()
-    torch.cuda.synchronize()
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(n):
-        step()
-    torch.cuda.synchronize()
-    prof.disable()
-    text = io.StringIO()
-    stats = pstats.Stats(prof, stream=text)
-    stats.sort_stats("tottime").print_stats(40)
-    stats.sort_stats("cumulative").print_stats(60)
-    return text.getvalue()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="host_breakdown.txt")
@@ -140,7 +121,7 @@ def main() -> int:
     training = steps(model.train())["training"]
     report += ["", "===== torch.profiler, one training step (CPU ops) =====",
                torch_profile(training)]
-    report += ["", "===== cProfile, 5 training steps =====", c_profile(training)]
+    report += ["", "===== cProfile, 5 training steps =====", profile_steps(training, 5)]
     with open(args.out, "w") as fh:
         fh.write("\n".join(report))
     return 0

@@ -3,20 +3,13 @@ conv, projections, sequential scan, flip back, sum, gate): values and every grad
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-if importlib.util.find_spec("triton") is None:
-    pytest.skip("triton is not installed (pip install -e .[dev])", allow_module_level=True)
-ON_GPU = torch.cuda.is_available()
-if not ON_GPU:
-    # before our kernels are defined; Triton's own functions, if it was imported already (torch's
-    # flop counter does), are routed through the interpreter by triton_compat
-    os.environ["TRITON_INTERPRET"] = "1"
+from triton_testlib import triton_device
+
+ON_GPU, DEVICE = triton_device()
 
 from videomamba.ops.selective_scan.ref import selective_scan_ref  # noqa: E402
 from videomamba.ops.selective_scan.triton_bidir import (  # noqa: E402
@@ -24,8 +17,6 @@ from videomamba.ops.selective_scan.triton_bidir import (  # noqa: E402
     bimamba_inner_triton,
     bimamba_mixer_triton,
 )
-
-DEVICE = "cuda" if ON_GPU else "cpu"
 
 
 def branch(channels, d_state, dt_rank, width, gen):

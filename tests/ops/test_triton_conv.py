@@ -5,18 +5,13 @@ size."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-if importlib.util.find_spec("triton") is None:
-    pytest.skip("triton is not installed (pip install -e .[dev])", allow_module_level=True)
-ON_GPU = torch.cuda.is_available()
-if not ON_GPU:
-    os.environ["TRITON_INTERPRET"] = "1"
+from triton_testlib import triton_device
+
+ON_GPU, DEVICE = triton_device()
 
 from videomamba.ops.selective_scan.triton_bidir import (  # noqa: E402
     bidirectional_conv_silu_grouped,
@@ -27,7 +22,6 @@ from videomamba.ops.triton_conv import (  # noqa: E402
     bidirectional_conv_silu_triton,
 )
 
-DEVICE = "cuda" if ON_GPU else "cpu"
 # x: the mixer's (B, D, L) view of a (B, L, 2D) tensor (channels fastest) or a contiguous one
 X_LAYOUTS = ("transposed", "contiguous")
 # upstream gradients: contiguous, channels fastest, every other element of a longer tensor,

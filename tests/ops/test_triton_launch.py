@@ -3,22 +3,15 @@ specialisation, and on the GPU it gives the results of Triton's own path."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
 import torch
 
-if importlib.util.find_spec("triton") is None:
-    pytest.skip("triton is not installed (pip install -e .[dev])", allow_module_level=True)
-ON_GPU = torch.cuda.is_available()
-if not ON_GPU:
-    os.environ["TRITON_INTERPRET"] = "1"
+from triton_testlib import triton_device
+
+ON_GPU, DEVICE = triton_device()
 
 from videomamba.ops.selective_scan.triton_tile import gate_sum  # noqa: E402
 from videomamba.ops.triton_launch import _arg_key, _launches_of, fast_launch_enabled  # noqa: E402
-
-DEVICE = "cuda" if ON_GPU else "cpu"
 
 
 def test_key_separates_what_triton_specialises_on():

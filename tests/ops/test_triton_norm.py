@@ -4,17 +4,12 @@ sizes; a ``gpu`` test at VideoMamba-S's real size."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
 import torch
 
-if importlib.util.find_spec("triton") is None:
-    pytest.skip("triton is not installed (pip install -e .[dev])", allow_module_level=True)
-ON_GPU = torch.cuda.is_available()
-if not ON_GPU:
-    os.environ["TRITON_INTERPRET"] = "1"
+from triton_testlib import triton_device
+
+ON_GPU, DEVICE = triton_device()
 
 from videomamba.models.block import RMSNorm, add_norm  # noqa: E402
 from videomamba.ops.triton_norm import (  # noqa: E402
@@ -22,8 +17,6 @@ from videomamba.ops.triton_norm import (  # noqa: E402
     _add_rms_norm_fwd,
     add_rms_norm_triton,
 )
-
-DEVICE = "cuda" if ON_GPU else "cpu"
 
 
 class ScaleDropPath(torch.nn.Module):

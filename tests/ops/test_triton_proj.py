@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-if importlib.util.find_spec("triton") is None:
-    pytest.skip("triton is not installed (pip install -e .[dev])", allow_module_level=True)
-ON_GPU = torch.cuda.is_available()
-if not ON_GPU:
-    os.environ["TRITON_INTERPRET"] = "1"
+from triton_testlib import triton_device
+
+ON_GPU, DEVICE = triton_device()
 
 from videomamba.ops.triton_proj import branch_projections, fused_projections  # noqa: E402
-
-DEVICE = "cuda" if ON_GPU else "cpu"
 
 
 def check_projections(batch, channels, length, dt_rank, d_state, dtype, seed=0):

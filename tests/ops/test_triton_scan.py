@@ -4,25 +4,16 @@ last state. Without CUDA the kernels run in Triton's CPU interpreter at tiny siz
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
 import torch
 
-if importlib.util.find_spec("triton") is None:
-    pytest.skip("triton is not installed (pip install -e .[dev])", allow_module_level=True)
-ON_GPU = torch.cuda.is_available()
-if not ON_GPU:
-    # Triton decides at import time whether its functions are interpreted: set this first.
-    # before our kernels are defined; Triton's own functions, if it was imported already (torch's
-    # flop counter does), are routed through the interpreter by triton_compat
-    os.environ["TRITON_INTERPRET"] = "1"
+from triton_testlib import triton_device
+
+ON_GPU, DEVICE = triton_device()
 
 from videomamba.ops.selective_scan.ref import selective_scan_ref  # noqa: E402
 from videomamba.ops.selective_scan.triton_op import selective_scan_triton  # noqa: E402
 
-DEVICE = "cuda" if ON_GPU else "cpu"
 OPTIONAL = ("D", "z", "delta_bias", "delta_softplus")
 # relative (norm-wise) error allowed per input dtype: float32 arithmetic in both, rounding of
 # the low-precision inputs/outputs otherwise

@@ -108,6 +108,7 @@
 #   bash benchmarks/device_run.sh run87   # session 11: where the host's time goes (host_breakdown)
 #   bash benchmarks/device_run.sh run89   # session 11: the Triton launch fast path: every GPU
 #                                         # test, the host breakdown with it on and off
+#   bash benchmarks/device_run.sh run90   # session 11: the trainer's AdamW fused vs per-tensor
 #                                         # (runs 84-86 need commit bc306bb's tree: its kernel,
 #                                         # tests and model.py --out-sweep were removed after it)
 #   bash benchmarks/device_run.sh run77   # then every GPU test (runs 76-77 ran as these
@@ -570,6 +571,20 @@ run89)  # session 11: the launch fast path, fixed: every GPU test of tests/ops a
   gpu_tests_of 400 "$OUT/gpu_tests_all.log" tests/ops tests/engine/test_cuda_graph.py
   timeout 180 python3 benchmarks/host_breakdown.py --frames 8,16 \
       --out "$OUT/host_breakdown.txt" 2>&1 | grep "per step"; echo "done at $(elapsed)s"
+  ;;
+run90)  # session 11: the engine's GPU tests, then the trainer's AdamW fused against per-tensor
+        # (host_breakdown.py --optimizer-only; run 90's own timing failed: it built the
+        # 224-px model for a 32-px clip; run 91 = run91 below)
+  gpu_tests_of 150 "$OUT/gpu_tests_engine.log" tests/engine/test_engine_optim.py \
+      tests/engine/test_cuda_graph.py
+  timeout 200 python3 benchmarks/host_breakdown.py --optimizer-only --frames 8,16 \
+      --out "$OUT/optimizer.txt" > "$OUT/optimizer.log" 2>&1; grep "per step" "$OUT/optimizer.log"
+  tail -3 "$OUT/optimizer.log"; echo "done at $(elapsed)s"
+  ;;
+run91)  # session 11: the trainer's AdamW fused against per-tensor, alone
+  timeout 200 python3 benchmarks/host_breakdown.py --optimizer-only --frames 8,16 \
+      --out "$OUT/optimizer.txt" > "$OUT/optimizer.log" 2>&1; grep "per step" "$OUT/optimizer.log"
+  tail -3 "$OUT/optimizer.log"; echo "done at $(elapsed)s"
   ;;
 run86)  # session 11: run84's sweep with register caps (config/cap), no tests
   timeout 150 python3 benchmarks/model.py --out-sweep > "$OUT/out_sweep_b.log" 2>&1

@@ -109,6 +109,7 @@
 #   bash benchmarks/device_run.sh run89   # session 11: the Triton launch fast path: every GPU
 #                                         # test, the host breakdown with it on and off
 #   bash benchmarks/device_run.sh run90   # session 11: the trainer's AdamW fused vs per-tensor
+#                                         # (runs 90-91 need commit e9ad03b's tree)
 #                                         # (runs 84-86 need commit bc306bb's tree: its kernel,
 #                                         # tests and model.py --out-sweep were removed after it)
 #   bash benchmarks/device_run.sh run77   # then every GPU test (runs 76-77 ran as these

@@ -78,43 +78,6 @@ def real_size_times(frames: int) -> list[str]:
     return lines
 
 
-def optimizer_times(frames: int, img: int = 224, batch: int = 8, rounds: int = 4) -> list[str]:
-    """Eager bf16 training steps of VideoMamba-S with the trainer's AdamW
-    (``engine.optim.build_optimizer``) per-tensor ("foreach") and fused, alternating."""
-    import torch.nn.functional as F
-
-    from model import build
-
-    from videomamba.engine.config import OptimConfig
-    from videomamba.engine.optim import build_optimizer
-
-    model = build("ours", frames, None).cuda().train()
-    clip = torch.randn(batch, 3, frames, img, img, device="cuda")
-    labels = torch.randint(0, 400, (batch,), device="cuda")
-
-    def step_with(opt):
-        def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = F.cross_entropy(model(clip).float(), labels)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        return step
-
-    steps_of = {fused: step_with(build_optimizer(model, OptimConfig(fused=fused)))
-                for fused in (False, True)}
-    times: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(rounds):
-        for fused, step in steps_of.items():
-            times[fused].append(per_step_ms(step, steps=5 if img > 32 else 20, repeats=1))
-    line = (f"{frames} frames {img} px batch {batch}, training: AdamW fused "
-            f"{statistics.median(times[True]):8.2f} ms, foreach "
-            f"{statistics.median(times[False]):8.2f} ms per step (rounds: "
-            f"{', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(times[True], times[False]))})")
-    print(line, flush=True)
-    return [line]
-
-
 def no_launch_times(model) -> list[str]:
     """Host time per step with every Triton launch a no-op."""
     restore = without_triton_launches()
@@ -149,14 +112,7 @@ def main() -> int:
     parser.add_argument("--out", default="host_breakdown.txt")
     parser.add_argument("--frames", type=lambda text: [int(f) for f in text.split(",") if f],
                         default=[8], help="real-size (224 px, batch 8) eager steps to time")
-    parser.add_argument("--optimizer-only", action="store_true",
-                        help="only time the trainer's AdamW fused against per-tensor")
     args = parser.parse_args()
-    if args.optimizer_only:
-        report = [line for frames in args.frames for line in optimizer_times(frames)]
-        with open(args.out, "w") as fh:
-            fh.write("\n".join(report))
-        return 0
     model = create_model("videomamba_small", num_frames=1, img_size=32, num_classes=400,
                          scan_backend="triton").cuda()
     report = tiny_clip_times(model) + no_launch_times(model)

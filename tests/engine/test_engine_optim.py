@@ -107,28 +107,3 @@ def test_scheduler_applies_lr_scale_per_group_and_resumes():
     other = CosineWarmupScheduler(opt, 1.0, 0.0, 10, 0)
     other.load_state_dict(sched.state_dict())
     assert other.apply() == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 10)))
-
-
-def test_adamw_is_fused_only_when_asked_on_cpu():
-    """Auto: the per-tensor ops on CPU; an explicit setting wins; one fused step equals one
-    per-tensor step."""
-    model = ToyVideoNet(depth=2)
-    assert not build_optimizer(model, OptimConfig()).param_groups[0]["fused"]
-    assert build_optimizer(model, OptimConfig(fused=True)).param_groups[0]["fused"]
-    results = []
-    for fused in (False, True):
-        torch.manual_seed(0)
-        net = ToyVideoNet(depth=2)
-        opt = build_optimizer(net, OptimConfig(fused=fused, lr=1e-2))
-        net(torch.randn(2, 3, 2, 4, 4)).square().mean().backward()
-        opt.step()
-        results.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
-    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_gpu_adamw_is_fused_for_plain_cuda_parameters():
-    model = ToyVideoNet(depth=2).cuda()
-    assert build_optimizer(model, OptimConfig()).param_groups[0]["fused"]
-    assert not build_optimizer(model, OptimConfig(fused=False)).param_groups[0]["fused"]

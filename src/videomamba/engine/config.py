@@ -67,10 +67,6 @@ class OptimConfig:
     eps: float = 1e-8
     layer_decay: float = 1.0  # lr scale layer_decay ** (depth + 1 - layer_id); 1.0 = off
     clip_grad: float | None = None  # max global gradient norm
-    # AdamW's fused CUDA kernel (one launch for all parameters instead of PyTorch's per-tensor
-    # "foreach" ops: less host time per eager step); null = when every trained parameter is a
-    # plain CUDA tensor (not FSDP's DTensors)
-    fused: bool | None = None
 
 
 @dataclass

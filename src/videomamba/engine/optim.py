@@ -112,22 +112,11 @@ def param_groups(
     return [groups[k] for k in order], [infos[k] for k in order]
 
 
-def fused_adamw(model: nn.Module, cfg: OptimConfig) -> bool:
-    """``cfg.fused``, or when it is None: whether every trained parameter is a plain CUDA tensor
-    (AdamW's fused kernel; FSDP's DTensor parameters keep the per-tensor ops)."""
-    if cfg.fused is not None:
-        return cfg.fused
-    params = [p for p in model.parameters() if p.requires_grad]
-    return bool(params) and all(p.is_cuda and type(p.data) is torch.Tensor for p in params)
-
-
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW (or SGD) over :func:`param_groups`; lr is set per step by the scheduler. AdamW is
-    fused where :func:`fused_adamw` says so."""
+    """AdamW (or SGD) over :func:`param_groups`; lr is set per step by the scheduler."""
     groups, _ = param_groups(model, cfg.weight_decay, cfg.layer_decay)
     if cfg.name == "adamw":
-        fused = {"fused": True} if fused_adamw(model, cfg) else {}
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **fused)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
     raise ConfigError(f"optim.name: unknown optimiser {cfg.name!r}; use adamw or sgd")

@@ -77,3 +77,16 @@ def test_no_launch_hooks_by_default():
         assert _launch_hooks_set()
     finally:
         chain.remove(hook)
+
+
+def test_host_grid_arithmetic_matches_tritons():
+    """cdiv / next_power_of_2 replace triton's constexpr_function versions in host code."""
+    import triton
+
+    from videomamba.ops.selective_scan.triton_common import cdiv, next_power_of_2
+
+    for n in range(0, 5000):
+        assert next_power_of_2(n) == triton.next_power_of_2(n), n
+        for d in (1, 2, 3, 8, 16, 31, 64, 128, 2048):
+            assert cdiv(n, d) == triton.cdiv(n, d), (n, d)
+    assert next_power_of_2(2**40 + 1) == triton.next_power_of_2(2**40 + 1)

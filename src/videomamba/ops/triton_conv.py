@@ -43,7 +43,7 @@ from torch import Tensor
 
 # imported for its side effect: under TRITON_INTERPRET=1 it installs the interpreter shims
 from videomamba.ops.grad_buffers import bias_grad_like, dense_like
-from videomamba.ops.selective_scan.triton_common import _sigmoid, interpreting  # noqa: F401
+from videomamba.ops.selective_scan.triton_common import _sigmoid, cdiv, interpreting  # noqa: F401
 from videomamba.ops.triton_launch import launch
 
 MAX_WIDTH = 4
@@ -472,7 +472,7 @@ def conv_silu_forward(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,
     wf, wb = _taps(w_f, channels), _taps(w_b, channels)
     if sliding_forward(x):
         block_c, chunk, steps, warps = slide_config()
-        grid = (triton.cdiv(length, chunk), triton.cdiv(channels, block_c), batch)
+        grid = (cdiv(length, chunk), cdiv(channels, block_c), batch)
         launch(
             _bi_conv_silu_slide_kernel, grid,
             x, wf, _dummy(b_f, wf), wb, _dummy(b_b, wb), y_f, y_b,
@@ -482,7 +482,7 @@ def conv_silu_forward(x: Tensor, w_f: Tensor, b_f: Tensor | None, w_b: Tensor,
         )
         return y_f, y_b
     block_d, block_l, warps = fwd_config()
-    grid = (triton.cdiv(length, block_l), triton.cdiv(channels, block_d), batch)
+    grid = (cdiv(length, block_l), cdiv(channels, block_d), batch)
     launch(
         _bi_conv_silu_fwd_kernel, grid,
         x, wf, _dummy(b_f, wf), wb, _dummy(b_b, wb), y_f, y_b,
@@ -586,7 +586,7 @@ def conv_silu_backward(dy_f: Tensor, dy_b: Tensor, x: Tensor, w_f: Tensor, b_f: 
     dx = dx_out if dx_out is not None else _like_layout(x, x.dtype)
     wf, wb = _taps(w_f, channels), _taps(w_b, channels)
     block_d, block_l, warps, tiles = bwd_config(d_major)
-    n_groups = triton.cdiv(length, block_l * tiles)
+    n_groups = cdiv(length, block_l * tiles)
     # per-program partial sums (every row is written), reduced below in a fixed order: the
     # weight and bias gradients are deterministic, without atomics
     part = torch.empty((batch * n_groups, 2, width + 1, channels), dtype=torch.float32,
@@ -596,14 +596,14 @@ def conv_silu_backward(dy_f: Tensor, dy_b: Tensor, x: Tensor, w_f: Tensor, b_f: 
         consts = dict(K=width, D_MAJOR=d_major, BLOCK_D=block_d, BLOCK_L=block_l, TILES=tiles,
                       num_warps=warps)
         launch(
-            _bi_conv_silu_grads_kernel, (2 * n_groups, triton.cdiv(channels, block_d), batch),
+            _bi_conv_silu_grads_kernel, (2 * n_groups, cdiv(channels, block_d), batch),
             x, wf, _dummy(b_f, wf), wb, _dummy(b_b, wb), dy_f, dy_b, g_f, g_b, part,
             channels, length, *x.stride(), *wf.stride(), *wb.stride(),
             *dy_f.stride(), *dy_b.stride(), *g_f.stride(),
             HAS_BF=b_f is not None, HAS_BB=b_b is not None, **consts,
         )
         launch(
-            _bi_conv_silu_dx_kernel, (n_groups, triton.cdiv(channels, block_d), batch),
+            _bi_conv_silu_dx_kernel, (n_groups, cdiv(channels, block_d), batch),
             g_f, g_b, wf, wb, dx, channels, length, *g_f.stride(), *wf.stride(), *wb.stride(),
             *dx.stride(), **consts,
         )
@@ -611,7 +611,7 @@ def conv_silu_backward(dy_f: Tensor, dy_b: Tensor, x: Tensor, w_f: Tensor, b_f: 
     db_f, db_b = bias_grad_like(b_f, w_f, channels), bias_grad_like(b_b, w_b, channels)
     if channels > 0:
         launch(
-            _sum_partials_kernel, (triton.cdiv(channels, _SUM_BLOCK_D), 2 * (width + 1)),
+            _sum_partials_kernel, (cdiv(channels, _SUM_BLOCK_D), 2 * (width + 1)),
             part, dw_f, db_f, dw_b, db_b, part.shape[0], channels, K=width,
             BLOCK_R=_SUM_BLOCK_R, BLOCK_D=_SUM_BLOCK_D,
         )

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from videomamba.ops.eager import AutogradRoute
 # imported for its side effect: under TRITON_INTERPRET=1 it installs the interpreter shims
-from videomamba.ops.selective_scan.triton_common import interpreting  # noqa: F401
+from videomamba.ops.selective_scan.triton_common import cdiv, next_power_of_2
 from videomamba.ops.triton_launch import launch
 
 _BLOCK_ROWS = 8
@@ -112,11 +112,11 @@ def _add_rms_norm_fwd_impl(h: Tensor, residual: Tensor | None, weight: Tensor, s
     h2 = _rows(h)
     res2 = _rows(residual) if residual is not None else h2
     launch(
-        _add_rms_norm_fwd_kernel, (triton.cdiv(n_rows, _BLOCK_ROWS),),
+        _add_rms_norm_fwd_kernel, (cdiv(n_rows, _BLOCK_ROWS),),
         h2, res2, scale if scale is not None else h2, weight, normed, res_out, rstd,
         n_rows, _rows_per_sample(h), dim, eps,
         HAS_RES=residual is not None, HAS_SCALE=scale is not None, BLOCK_R=_BLOCK_ROWS,
-        BLOCK_N=triton.next_power_of_2(dim), num_warps=4,
+        BLOCK_N=next_power_of_2(dim), num_warps=4,
     )
     return normed, res_out, rstd
 
@@ -148,7 +148,7 @@ def _add_rms_norm_bwd_impl(d_normed: Tensor, d_res_out: Tensor | None, res_out: 
     dres = torch.empty(res_out.shape if has_residual else (0,), dtype=res_out.dtype,
                        device=res_out.device)
     rows_per_program = _BLOCK_ROWS * _ROW_BLOCKS_PER_BWD_PROGRAM
-    programs = max(triton.cdiv(n_rows, rows_per_program), 1)
+    programs = max(cdiv(n_rows, rows_per_program), 1)
     dw = torch.zeros((programs, dim), dtype=torch.float32, device=res_out.device)
     if n_rows > 0:
         x2 = _rows(res_out)
@@ -158,7 +158,7 @@ def _add_rms_norm_bwd_impl(d_normed: Tensor, d_res_out: Tensor | None, res_out: 
             scale if scale is not None else rstd, dh, dres if has_residual else dh, dw,
             n_rows, _rows_per_sample(res_out), dim,
             HAS_DRES_OUT=d_res_out is not None, HAS_RES=has_residual,
-            HAS_SCALE=scale is not None, BLOCK_R=_BLOCK_ROWS, BLOCK_N=triton.next_power_of_2(dim),
+            HAS_SCALE=scale is not None, BLOCK_R=_BLOCK_ROWS, BLOCK_N=next_power_of_2(dim),
             ROW_BLOCKS=_ROW_BLOCKS_PER_BWD_PROGRAM, num_warps=4,
         )
     return dh, dres, dw.sum(0).to(weight.dtype)

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from videomamba.ops.selective_scan.triton_common import interpreting
+from videomamba.ops.selective_scan.triton_common import cdiv, interpreting, next_power_of_2
 from videomamba.ops.triton_conv import _config_from_env
 from videomamba.ops.triton_launch import launch
 
@@ -142,12 +142,12 @@ def branch_projections(u_f: Tensor, u_b: Tensor, x_proj: tuple[Tensor, Tensor],
     block_m, block_k, block_n, warps = projections_config()
     if rows > 0:
         launch(
-            _projections_kernel, (triton.cdiv(rows, block_m), 2),
+            _projections_kernel, (cdiv(rows, block_m), 2),
             u_f, u_b, pxf, pxb, pdf, pdb, dbl[0], dbl[1], delta[0], delta[1],
             rows, channels, dt_rank, n_out - dt_rank, channels, pxf.stride(0), pdf.stride(0),
             n_out, channels, BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_N=block_n,
-            BLOCK_DT=max(triton.next_power_of_2(dt_rank), 16),
-            BLOCK_BC=max(triton.next_power_of_2(n_out - dt_rank), 16),
+            BLOCK_DT=max(next_power_of_2(dt_rank), 16),
+            BLOCK_BC=max(next_power_of_2(n_out - dt_rank), 16),
             PRECISION="ieee" if dtype == torch.float32 else "tf32", num_warps=warps,
         )
     return ((dbl[0], delta[0].transpose(1, 2)), (dbl[1], delta[1].transpose(1, 2)))

@@ -1,6 +1,6 @@
 """What the tiled forward (``triton_tile.py``) and the lean backward (``triton_tile_bwd.py``)
 share: the ``@triton.jit`` math helpers (exponential, sigmoid, softplus, ``A`` from ``A_log``,
-the affine combine), the interpreter switch, the layout of A, B/C group handling and the length
+the affine combine), host-side grid arithmetic, the interpreter switch, the layout of A, B/C group handling and the length
 of the sequence segments that link the two passes (the forward stores the state at every
 segment boundary; the backward starts each of its segments from it)."""
 
@@ -17,6 +17,18 @@ from videomamba.ops.selective_scan.triton_compat import (
     interpret_library_calls,
     patch_interpreter_index,
 )
+
+
+def cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)`` for launch grids and block counts on the host: ``triton.cdiv`` is a
+    ``constexpr_function`` in Triton 3.6, whose wrapper costs microseconds per host call."""
+    return -(-a // b)
+
+
+def next_power_of_2(n: int) -> int:
+    """The smallest power of two >= ``n`` (0 for 0), as ``triton.next_power_of_2`` without its
+    ``constexpr_function`` wrapper."""
+    return 0 if n <= 0 else 1 << (n - 1).bit_length()
 
 
 def interpreting() -> bool:
@@ -135,7 +147,7 @@ ROW_TILE = (32, 64)  # (BLOCK_L, BLOCK_C) of the gate kernels, 4 warps
 def row_tile_grid(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """The launch grid of :func:`_row_tile` for a ``(B, D, L)`` shape."""
     batch, channels, length = shape
-    return (triton.cdiv(length, ROW_TILE[0]), triton.cdiv(channels, ROW_TILE[1]), batch)
+    return (cdiv(length, ROW_TILE[0]), cdiv(channels, ROW_TILE[1]), batch)
 
 
 @triton.jit
@@ -249,7 +261,7 @@ def segment_length(batch: int, channels: int, length: int) -> int:
         text = os.environ.get("VIDEOMAMBA_SEGMENT_CONFIG")
         step, target = (int(v) for v in text.split(",")) if text else (16, 2048)
         channels_per_block = 64
-    blocks = batch * triton.cdiv(channels, channels_per_block)
-    n_seg = max(1, min(triton.cdiv(target, blocks), triton.cdiv(length, step)))
-    return triton.cdiv(triton.cdiv(length, n_seg), step) * step
+    blocks = batch * cdiv(channels, channels_per_block)
+    n_seg = max(1, min(cdiv(target, blocks), cdiv(length, step)))
+    return cdiv(cdiv(length, n_seg), step) * step
 

@@ -13,12 +13,11 @@ generations (chunked, segmented sequential, the first tiled backward) were remov
 from __future__ import annotations
 
 import torch
-import triton
 from torch import Tensor
 
 from videomamba.ops.eager import AutogradRoute
 from videomamba.ops.grad_buffers import dense_like
-from videomamba.ops.selective_scan.triton_common import segment_length
+from videomamba.ops.selective_scan.triton_common import next_power_of_2, segment_length
 from videomamba.ops.selective_scan.triton_tile import tile_fwd
 from videomamba.ops.selective_scan.triton_tile_bwd import lean_bwd
 
@@ -44,7 +43,7 @@ def run_bwd(dy, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ck, dlast=N
 def saved_shape(batch: int, channels: int, length: int, n_state: int) -> tuple[int, ...]:
     """Shape of ``ck``, the tensor the forward saves (for the fake implementations)."""
     seg_len = segment_length(batch, channels, length)
-    n_pow2 = max(triton.next_power_of_2(n_state), 2)
+    n_pow2 = max(next_power_of_2(n_state), 2)
     return batch, (max(length, 1) - 1) // seg_len, channels, n_pow2
 
 

@@ -49,8 +49,10 @@ from videomamba.ops.selective_scan.triton_common import (
     as_groups,
     bc_alignment,
     block_for_groups,
+    cdiv,
     interpreting,
     multiprocessors,
+    next_power_of_2,
     pair_groups,
     row_tile_grid,
 )
@@ -363,14 +365,14 @@ def tile_config(batch: int, channels: int, length: int) -> dict:
         text = os.environ.get("VIDEOMAMBA_TILE_CONFIG")
         # default: the best of the sweep at B=8, D=768, L=3137 on an H200 (docs/kernels.md)
         t, block_d, n_seg = (int(v) for v in text.split(",")) if text else (16, 8, 0)
-    n_tiles = triton.cdiv(max(length, 1), t)
+    n_tiles = cdiv(max(length, 1), t)
     if n_seg <= 0:  # about 4 warps per SM at least (one program is max(BLOCK_D / 32, 1) warps)
-        programs = batch * triton.cdiv(channels, block_d)
+        programs = batch * cdiv(channels, block_d)
         n_seg = max(1, min(4, (4 * multiprocessors(132)) // max(programs * max(block_d // 32, 1),
                                                                1)))
     n_seg = max(1, min(n_seg, n_tiles))
-    tiles_per_seg = triton.cdiv(n_tiles, n_seg)
-    return {"T": t, "block_d": block_d, "n_seg": triton.cdiv(n_tiles, tiles_per_seg),
+    tiles_per_seg = cdiv(n_tiles, n_seg)
+    return {"T": t, "block_d": block_d, "n_seg": cdiv(n_tiles, tiles_per_seg),
             "tiles_per_seg": tiles_per_seg}
 
 
@@ -390,7 +392,7 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
     cfg = tile_config(batch, channels, length)
     t = cfg["T"]
     block_d = block_for_groups(cfg["block_d"], chans_per_group)
-    n_pow2 = max(triton.next_power_of_2(n_state), 2)
+    n_pow2 = max(next_power_of_2(n_state), 2)
     n_seg, tiles_per_seg = cfg["n_seg"], cfg["tiles_per_seg"]
     if ck_steps % t:
         raise ValueError(f"checkpoint interval {ck_steps} is not a multiple of the tile length {t}")
@@ -406,10 +408,10 @@ def tile_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=False,
     zz = z if z is not None else u
     bias = delta_bias if delta_bias is not None else u
     At, sA_d, sA_n = a_layout(A)
-    grid = (batch, triton.cdiv(channels, block_d), n_seg)
+    grid = (batch, cdiv(channels, block_d), n_seg)
     a2 = torch.empty(channels, n_pow2, **f32)  # A * log2(e), written by the programs
     args = (u, delta, At, B4, C4, D if D is not None else u, zz, bias, y, last, ck, hseg, dsum, a2,
-            length, channels, chans_per_group, n_state, triton.cdiv(max(length, 1), t),
+            length, channels, chans_per_group, n_state, cdiv(max(length, 1), t),
             tiles_per_seg, n_seg, max(ck_steps, 1), n_ck,
             *u.stride(), *delta.stride(), *zz.stride(), *y.stride(),
             *B4.stride(), *C4.stride(), sA_d, sA_n)
@@ -438,7 +440,7 @@ def pair_forward_config(batch: int, channels: int) -> tuple[int, int, int]:
     if not text and interpreting():
         return 4, 8, 0
     if not text:
-        fits = 2 * batch * triton.cdiv(channels, 8) <= 12 * multiprocessors(132)
+        fits = 2 * batch * cdiv(channels, 8) <= 12 * multiprocessors(132)
         return 8, 8 if fits else 16, 0
     values = [int(v) for v in text.split(",")]
     if len(values) not in (2, 3):
@@ -488,7 +490,7 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
     block_d = block_for_groups(block_d, chans_per_group)
     if ck_steps % t:
         raise ValueError(f"checkpoint interval {ck_steps} is not a multiple of the tile length {t}")
-    n_pow2 = max(triton.next_power_of_2(n_state), 2)
+    n_pow2 = max(next_power_of_2(n_state), 2)
     n_ck = (length - 1) // ck_steps if ck_steps else 0
     f32 = dict(device=u.device, dtype=torch.float32)
     y_b = torch.empty_strided(y.shape, y.stride(), dtype=y.dtype, device=y.device)
@@ -501,11 +503,11 @@ def tile_fwd_pair(f: tuple, b: tuple, z: Tensor, delta_softplus: bool, y: Tensor
                         torch.empty(batch, n_ck, channels, n_pow2, **f32)))
     a2 = torch.empty(2, channels, n_pow2, **f32)
     args = (*per_dir[0], *per_dir[1], a2, length, channels, chans_per_group, n_state,
-            triton.cdiv(max(length, 1), t), max(ck_steps, 1), n_ck,
+            cdiv(max(length, 1), t), max(ck_steps, 1), n_ck,
             *u.stride(), *delta.stride(), *y.stride(), *B4s[0].stride(), *C4s[0].stride(),
             sA_d, sA_n)
     launch(
-        _tile_fwd_pair, (batch, triton.cdiv(channels, block_d), 2),
+        _tile_fwd_pair, (batch, cdiv(channels, block_d), 2),
         *args, N=n_pow2, BLOCK_D=block_d, T=t, HAS_D=D is not None,
         HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), SAVE_CK=n_ck > 0,
         SPLIT_N=block_d < 32, A_IS_LOG=bool(a_is_log), BC_ALIGN=bc_alignment(*B4s, *C4s),

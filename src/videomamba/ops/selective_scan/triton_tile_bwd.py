@@ -72,8 +72,10 @@ from videomamba.ops.selective_scan.triton_common import (
     as_groups,
     bc_alignment,
     block_for_groups,
+    cdiv,
     interpreting,
     multiprocessors,
+    next_power_of_2,
     pair_groups,
     row_tile_grid,
 )
@@ -639,8 +641,8 @@ def _geometry(channels: int, n_state: int, length: int, chans_per_group: int,
         raise ValueError(f"backward segment length {seg_len} is not a multiple of the tile {t}")
     block_d = block_for_groups(block_d, chans_per_group)
     return _Geometry(t, block_d, slots_per_sm, maxnreg, prefetch,
-                     max(triton.next_power_of_2(n_state), 2), triton.cdiv(max(length, 1), seg_len),
-                     triton.cdiv(channels, block_d))
+                     max(next_power_of_2(n_state), 2), cdiv(max(length, 1), seg_len),
+                     cdiv(channels, block_d))
 
 
 def _flags(geo: _Geometry, D, delta_bias, delta_softplus, a_is_log, **more) -> dict:
@@ -687,10 +689,10 @@ def pair_programs_fill_gpu(batch: int, channels: int, n_state: int) -> bool:
     t, block_d, slots_per_sm, maxnreg, _ = lean_bwd_config()
     if mode != "auto":
         return mode == "1"
-    if interpreting() or slots_per_sm > 0 or max(triton.next_power_of_2(n_state), 2) != 16:
+    if interpreting() or slots_per_sm > 0 or max(next_power_of_2(n_state), 2) != 16:
         return False
     warps_per_sm = 12 if maxnreg == 168 else 8
-    return 2 * batch * triton.cdiv(channels, block_d) >= 0.9 * warps_per_sm * multiprocessors(2)
+    return 2 * batch * cdiv(channels, block_d) >= 0.9 * warps_per_sm * multiprocessors(2)
 
 
 def lean_bwd_pair(dy: Tensor, f: tuple, b: tuple, z: Tensor, delta_softplus: bool, ck_f: Tensor,

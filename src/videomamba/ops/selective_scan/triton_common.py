@@ -31,9 +31,15 @@ def next_power_of_2(n: int) -> int:
     return 0 if n <= 0 else 1 << (n - 1).bit_length()
 
 
+# Read once: Triton decides when a kernel is decorated (at import) whether it is interpreted, so
+# the launchers follow the value our kernels were defined under, and hot paths skip the lookup.
+_INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 def interpreting() -> bool:
-    """True when Triton runs kernels through its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    """True when Triton runs our kernels through its CPU interpreter (``TRITON_INTERPRET=1`` when
+    this module was imported)."""
+    return _INTERPRETING
 
 
 if interpreting():

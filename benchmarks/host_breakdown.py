@@ -19,23 +19,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from host_overhead import per_step_ms, steps  # noqa: E402
+from host_python import without_triton_launches  # noqa: E402
 from host_profile import profile_steps  # noqa: E402
 
 from videomamba import create_model  # noqa: E402
-
-
-def without_triton_launches():
-    """Replace ``JITFunction.run`` by a no-op (kernels already compiled are not needed: nothing
-    the host does depends on their results); returns the function that restores it."""
-    from triton.runtime import jit as triton_jit
-
-    saved = triton_jit.JITFunction.run
-    triton_jit.JITFunction.run = lambda self, *args, grid, warmup, **kwargs: None
-
-    def restore():
-        triton_jit.JITFunction.run = saved
-
-    return restore
 
 
 def alternating(step, label: str, rounds: int = 4, steps: int = 20) -> list[str]:

@@ -101,14 +101,13 @@ def launch(kernel, grid: tuple[int, ...], *args: Any, **kwargs: Any) -> None:
         kernel[grid](*args, **kwargs)
         return
     device = torch.cuda.current_device()
+    launches = _launches_of(kernel)
+    key = (device, tuple(kwargs.items()), tuple(_arg_key(a) for a in args))
     try:
-        key = (device, tuple(kwargs.items()), tuple(_arg_key(a) for a in args))
-        hash(key)
+        compiled = launches.compiled.get(key)
     except TypeError:  # an unhashable argument: Triton's path
         kernel[grid](*args, **kwargs)
         return
-    launches = _launches_of(kernel)
-    compiled = launches.compiled.get(key)
     if compiled is None:
         compiled = kernel.run(*args, grid=grid, warmup=False, **kwargs)
         if compiled is not None and not hasattr(compiled, "result"):

@@ -31,8 +31,6 @@ from videomamba.ops.selective_scan.triton_common import interpreting
 
 _INT32 = range(-(2**31), 2**31)
 _MAX_KEYS = 256  # per kernel; a call site whose keys keep changing stays on Triton's path
-
-
 _CUDA = torch.cuda.is_available()
 _TRITON_3_6 = triton.__version__.startswith("3.6.")
 

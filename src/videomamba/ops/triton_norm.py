@@ -23,7 +23,7 @@ import triton.language as tl
 from torch import Tensor
 
 from videomamba.ops.eager import AutogradRoute
-# imported for its side effect: under TRITON_INTERPRET=1 it installs the interpreter shims
+# (importing triton_common also installs the interpreter shims under TRITON_INTERPRET=1)
 from videomamba.ops.selective_scan.triton_common import cdiv, next_power_of_2
 from videomamba.ops.triton_launch import launch
 

@@ -1,8 +1,9 @@
 """What the tiled forward (``triton_tile.py``) and the lean backward (``triton_tile_bwd.py``)
 share: the ``@triton.jit`` math helpers (exponential, sigmoid, softplus, ``A`` from ``A_log``,
-the affine combine), host-side grid arithmetic, the interpreter switch, the layout of A, B/C group handling and the length
-of the sequence segments that link the two passes (the forward stores the state at every
-segment boundary; the backward starts each of its segments from it)."""
+the affine combine), host-side grid arithmetic, the interpreter switch, the layout of A, B/C
+group handling and the length of the sequence segments that link the two passes (the forward
+stores the state at every segment boundary; the backward starts each of its segments from
+it)."""
 
 from __future__ import annotations
 
